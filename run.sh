@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Set up normgrad in its own virtual environment (.venv) and run one job.
+#
+#   ./run.sh demo [ARGS...]   install normgrad, then run `normgrad demo ARGS...`
+#   ./run.sh test [ARGS...]   install normgrad with its test extra, then run pytest
+#
+# Needs Python >= 3.10 as `python3` (or set PYTHON). Re-running skips the
+# install when pyproject.toml has not changed.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+job=${1:-}
+[ $# -gt 0 ] && shift
+case "$job" in
+  demo)  extras="" ;;
+  test)  extras="[test]" ;;
+  *) echo "usage: ./run.sh demo|test [ARGS...]" >&2; exit 2 ;;
+esac
+
+py=${PYTHON:-python3}
+venv=.venv
+if [ ! -x "$venv/bin/python" ]; then
+  "$py" -c 'import sys; assert sys.version_info >= (3, 10), "normgrad needs Python >= 3.10"'
+  "$py" -m venv "$venv"
+fi
+
+stamp="$venv/.installed${extras}"
+want="$(sha256sum pyproject.toml | cut -d' ' -f1)"
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+  echo "run.sh: installing normgrad${extras} into $venv ..." >&2
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -e ".${extras}" 2>&1 \
+    | { grep -v "^WARNING: Location" || true; } >&2
+  echo "$want" > "$stamp"
+fi
+
+case "$job" in
+  demo)  exec "$venv/bin/normgrad" demo "$@" ;;
+  test)  exec "$venv/bin/python" -m pytest "$@" ;;
+esac

@@ -1,0 +1,1 @@
+"""User-facing jobs: showcases, training studies and the reports they write."""

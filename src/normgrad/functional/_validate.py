@@ -1,0 +1,127 @@
+"""Input checks shared by every public function.
+
+Each check raises a ``TypeError`` (wrong kind of thing: not an array, integer or
+object dtype, not our cache) or a ``ValueError`` (right kind, wrong value: shape,
+rank, NaN/Inf, unknown mode, eps <= 0, ...) whose message names the argument,
+what it got and what was expected. Nothing here copies or modifies its input.
+"""
+
+from __future__ import annotations
+
+import math
+from numbers import Real
+
+import numpy as np
+
+MODES = ("train", "test")
+
+
+def float_array(name: str, a, ndim: int | None = None) -> np.ndarray:
+    """Return ``a`` as a floating-point ndarray, or raise naming ``name``.
+
+    Lists and other array-likes are accepted; integer, bool, complex and object
+    dtypes are refused (an integer array would silently truncate the maths).
+    """
+    arr = np.asarray(a)
+    if arr.dtype == object or not np.issubdtype(arr.dtype, np.floating):
+        raise TypeError(
+            f"{name} must be a floating-point array (float16/32/64), got dtype {arr.dtype}"
+        )
+    if ndim is not None and arr.ndim != ndim:
+        raise ValueError(
+            f"{name} must be {ndim}-D, got {arr.ndim}-D array of shape {arr.shape}"
+        )
+    return arr
+
+
+def finite(name: str, arr: np.ndarray) -> None:
+    """Raise if ``arr`` holds NaN or Inf, saying how many and where the first is."""
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        first = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise ValueError(
+            f"{name} contains {int(bad.sum())} non-finite value(s) (NaN or Inf), "
+            f"first at index {first}"
+        )
+
+
+def checked_input(name: str, a, ndim: int) -> np.ndarray:
+    """A non-empty, finite floating-point array of rank ``ndim``."""
+    arr = float_array(name, a, ndim)
+    if arr.size == 0:
+        raise ValueError(f"{name} must not be empty, got shape {arr.shape}")
+    finite(name, arr)
+    return arr
+
+
+def param_vector(name: str, a, shapes: tuple[tuple[int, ...], ...]) -> np.ndarray:
+    """A finite float parameter (gamma, beta, running stats) with one of ``shapes``."""
+    arr = float_array(name, a)
+    if arr.shape not in shapes:
+        wanted = " or ".join(str(s) for s in shapes)
+        raise ValueError(f"{name} must have shape {wanted}, got {arr.shape}")
+    finite(name, arr)
+    return arr
+
+
+def eps_value(eps) -> float:
+    if isinstance(eps, bool) or not isinstance(eps, Real):
+        raise TypeError(f"eps must be a real number, got {type(eps).__name__}")
+    eps = float(eps)
+    if not (eps > 0 and math.isfinite(eps)):
+        raise ValueError(f"eps must be a finite number > 0, got {eps}")
+    return eps
+
+
+def momentum_value(momentum) -> float:
+    if isinstance(momentum, bool) or not isinstance(momentum, Real):
+        raise TypeError(f"momentum must be a real number, got {type(momentum).__name__}")
+    momentum = float(momentum)
+    if not 0.0 <= momentum <= 1.0:
+        raise ValueError(f"momentum must lie in [0, 1], got {momentum}")
+    return momentum
+
+
+def mode_value(param: dict, name: str = "bn_param") -> str:
+    if not isinstance(param, dict):
+        raise TypeError(f"{name} must be a dict, got {type(param).__name__}")
+    if "mode" not in param:
+        raise ValueError(f"{name}['mode'] is required: one of {MODES}")
+    mode = param["mode"]
+    if mode not in MODES:
+        raise ValueError(f"{name}['mode'] must be one of {MODES}, got {mode!r}")
+    return mode
+
+
+def param_dict(param, name: str) -> dict:
+    if param is None:
+        return {}
+    if not isinstance(param, dict):
+        raise TypeError(f"{name} must be a dict, got {type(param).__name__}")
+    return param
+
+
+def enough_values(count: int, what: str) -> None:
+    """Training statistics need at least two values per channel."""
+    if count < 2:
+        raise ValueError(
+            f"expected more than 1 value per channel when training, got {count} "
+            f"({what}); batch statistics of a single value are undefined"
+        )
+
+
+def upstream(dout, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """The upstream gradient must match the forward output's shape."""
+    arr = float_array("dout", dout)
+    if arr.shape != shape:
+        raise ValueError(f"dout must have the forward output's shape {shape}, got {arr.shape}")
+    finite("dout", arr)
+    return arr.astype(dtype, copy=False)
+
+
+def cache_of(cache, cls, func: str):
+    if not isinstance(cache, cls):
+        raise TypeError(
+            f"cache must be the {cls.__name__} returned by {func}, got {type(cache).__name__}"
+        )
+    return cache

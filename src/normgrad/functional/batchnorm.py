@@ -1,0 +1,204 @@
+"""Batch normalization, CS231n-compatible: (N, D) and spatial (N, C, H, W).
+
+The forward is the computational graph of the seeds, nine small gates:
+
+    1. mu      = 1/N * sum(x, axis=0)        mini-batch mean
+    2. xmu     = x - mu                      centre
+    3. sq      = xmu ** 2
+    4. var     = 1/N * sum(sq, axis=0)       mini-batch (biased) variance
+    5. sqrtvar = sqrt(var + eps)
+    6. ivar    = 1 / sqrtvar
+    7. xhat    = xmu * ivar                  normalize
+    8. gammax  = gamma * xhat                scale
+    9. out     = gammax + beta               shift
+
+It is computed fused and stably (see ``stats.py``); ``batchnorm_backward``
+walks the same numbers in reverse, ``batchnorm_backward_alt`` is the closed
+form. Both take the same cache.
+
+Running statistics follow CS231n: running = momentum * running + (1 - momentum)
+* batch, with the biased batch variance; missing ones start at mean 0, var 1.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import _validate as v
+from ._norm import check_cache, norm_backward, normalize, working_dout
+from .stats import reduce_sum
+
+_BN_KINDS = ("batchnorm",)
+
+
+def _running(bn_param: dict, key: str, C: int, dtype, fill: float) -> np.ndarray:
+    if bn_param.get(key) is None:
+        return np.full(C, fill, dtype=dtype)
+    return v.param_vector(f"bn_param[{key!r}]", bn_param[key], ((C,),))
+
+
+def _batch_norm(x, gamma, beta, bn_param, *, kind, stats_axes, bshape):
+    """Shared by the (N, D) and spatial forwards once x has been checked.
+
+    - x: (N, D) or (N, C, H, W); C (= D) is axis 1
+    - bshape: shape that broadcasts a per-channel vector against x
+    """
+    mode = v.mode_value(bn_param)
+    eps = v.eps_value(bn_param.get("eps", 1e-5))
+    momentum = v.momentum_value(bn_param.get("momentum", 0.9))
+    C = x.shape[1]
+    gamma = v.param_vector("gamma", gamma, ((C,),))
+    beta = v.param_vector("beta", beta, ((C,),))
+    running_mean = _running(bn_param, "running_mean", C, x.dtype, 0.0)
+    running_var = _running(bn_param, "running_var", C, x.dtype, 1.0)
+    if (running_var < 0).any():
+        raise ValueError("bn_param['running_var'] must be >= 0 everywhere")
+
+    if mode == "train":
+        v.enough_values(x.size // C, f"input of shape {x.shape}")
+        out, cache = normalize(kind, x, gamma, beta, eps, stats_axes, stats_axes, x.shape, bshape)
+        batch_mean, batch_var = cache.mean.reshape(C), cache.var.reshape(C)
+        bn_param["running_mean"] = (
+            momentum * running_mean + (1.0 - momentum) * batch_mean
+        ).astype(running_mean.dtype)
+        bn_param["running_var"] = (
+            momentum * running_var + (1.0 - momentum) * batch_var
+        ).astype(running_var.dtype)
+    else:
+        stats = (running_mean.reshape(bshape), running_var.reshape(bshape))
+        out, cache = normalize(
+            kind, x, gamma, beta, eps, stats_axes, stats_axes, x.shape, bshape, stats=stats
+        )
+        bn_param["running_mean"], bn_param["running_var"] = running_mean, running_var
+    return out, cache
+
+
+def batchnorm_forward(x, gamma, beta, bn_param):
+    """Batch normalization: out = gamma * (x - mean) / sqrt(var + eps) + beta.
+
+    In train mode mean and var are the mini-batch's, per feature, and the
+    running averages in ``bn_param`` are updated; in test mode the running
+    averages are used instead.
+
+    Inputs:
+    - x: data of shape (N, D)
+    - gamma, beta: scale and shift, each of shape (D,)
+    - bn_param: dict with keys
+      - mode: 'train' or 'test' (required)
+      - eps: constant for numeric stability, > 0 (default 1e-5)
+      - momentum: constant for the running averages, in [0, 1] (default 0.9)
+      - running_mean, running_var: arrays of shape (D,), replaced by new arrays
+    Returns a tuple of:
+    - out: output of shape (N, D), x's dtype
+    - cache: what batchnorm_backward and batchnorm_backward_alt need
+    """
+    x = v.checked_input("x", x, 2)
+    return _batch_norm(x, gamma, beta, bn_param, kind="batchnorm", stats_axes=(0,), bshape=(1, x.shape[1]))
+
+
+def batchnorm_backward(dout, cache):
+    """Backward pass for batch normalization, staged gate by gate.
+
+    Walks the forward's nine gates (module docstring) in reverse; each
+    intermediate gradient is named after its forward variable.
+
+    Inputs:
+    - dout: upstream derivatives, of shape (N, D)
+    - cache: from batchnorm_forward
+    Returns a tuple of:
+    - dx: gradient with respect to x, of shape (N, D)
+    - dgamma: gradient with respect to gamma, of shape (D,)
+    - dbeta: gradient with respect to beta, of shape (D,)
+    """
+    cache = check_cache(cache, _BN_KINDS, "batchnorm_backward")
+    dout = working_dout(dout, cache)
+    dtype = dout.dtype
+    xhat, gamma, ivar, sqrtvar = cache.xhat, cache.gamma, cache.ivar, cache.std
+    xmu = xhat * sqrtvar  # the value of gate 2, rebuilt: the cache keeps one (N, D) array
+    N, D = dout.shape
+
+    def colsum(a):  # sum over the batch, accumulated in float64
+        return reduce_sum(a, (0,), dtype)
+
+    # 9. forward was: out = gammax + beta
+    dbeta = colsum(dout)
+    dgammax = dout
+    # 8. forward was: gammax = gamma * xhat
+    dgamma = colsum(dgammax * xhat)
+    dxhat = dgammax * gamma
+    # 7. forward was: xhat = xmu * ivar  (xmu feeds gates 7 and 3: first branch)
+    divar = colsum(dxhat * xmu)
+    dxmu1 = dxhat * ivar
+    if cache.stats_axes is None:
+        # test mode: mu and var were the running averages, constants here,
+        # so gates 1-6 carry no gradient back to x.
+        return dxmu1, dgamma.astype(cache.gamma_dtype), dbeta.astype(cache.gamma_dtype)
+    # 6. forward was: ivar = 1 / sqrtvar
+    dsqrtvar = -1.0 / sqrtvar**2 * divar
+    # 5. forward was: sqrtvar = sqrt(var + eps)
+    dvar = 0.5 / sqrtvar * dsqrtvar
+    # 4. forward was: var = 1/N * sum(sq, axis=0)
+    dsq = np.ones((N, D), dtype=dtype) / N * dvar
+    # 3. forward was: sq = xmu ** 2  (second branch into xmu)
+    dxmu2 = 2 * xmu * dsq
+    # 2. forward was: xmu = x - mu  (the two branches into xmu add up)
+    dx1 = dxmu1 + dxmu2
+    dmu = -colsum(dxmu1 + dxmu2)
+    # 1. forward was: mu = 1/N * sum(x, axis=0)
+    dx2 = np.ones((N, D), dtype=dtype) / N * dmu
+    # 0. x feeds gates 1 and 2: its two gradients add up
+    dx = dx1 + dx2
+    return dx, dgamma.astype(cache.gamma_dtype), dbeta.astype(cache.gamma_dtype)
+
+
+def batchnorm_backward_alt(dout, cache):
+    """Backward pass for batch normalization, closed form.
+
+    With dxhat = dout * gamma and means over the batch:
+        dx = (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)) / sqrt(var + eps)
+        dgamma = sum(dout * xhat),  dbeta = sum(dout)
+
+    Inputs and returns as batchnorm_backward, with the same cache.
+    """
+    cache = check_cache(cache, _BN_KINDS, "batchnorm_backward_alt")
+    return norm_backward(dout, cache)
+
+
+def spatial_batchnorm_forward(x, gamma, beta, bn_param):
+    """Spatial batch normalization: statistics per channel over (N, H, W).
+
+    Inputs:
+    - x: data of shape (N, C, H, W)
+    - gamma, beta: scale and shift, each of shape (C,)
+    - bn_param: as for batchnorm_forward
+    Returns a tuple of:
+    - out: output of shape (N, C, H, W), x's dtype
+    - cache: what spatial_batchnorm_backward needs
+    """
+    x = v.checked_input("x", x, 4)
+    return _batch_norm(
+        x, gamma, beta, bn_param, kind="spatial_batchnorm", stats_axes=(0, 2, 3),
+        bshape=(1, x.shape[1], 1, 1),
+    )
+
+
+def spatial_batchnorm_backward(dout, cache):
+    """Backward pass for spatial batch normalization (closed form).
+
+    Inputs:
+    - dout: upstream derivatives, of shape (N, C, H, W)
+    - cache: from spatial_batchnorm_forward
+    Returns a tuple of:
+    - dx: (N, C, H, W); dgamma, dbeta: (C,)
+    """
+    cache = check_cache(cache, ("spatial_batchnorm",), "spatial_batchnorm_backward")
+    return norm_backward(dout, cache)
+
+
+__all__ = [
+    "batchnorm_forward",
+    "batchnorm_backward",
+    "batchnorm_backward_alt",
+    "spatial_batchnorm_forward",
+    "spatial_batchnorm_backward",
+]

@@ -1,0 +1,65 @@
+"""Spatial group normalization, CS231n-compatible.
+
+The C channels are split into G groups; each example's group is normalized by
+its own mean and variance over (C/G, H, W), then every channel is scaled and
+shifted by its own gamma and beta. This is layer norm after a reshape: x of
+shape (N, C, H, W) is viewed (no copy) as (N, G, C/G, H, W) and normalized over
+the last three axes.
+"""
+
+from __future__ import annotations
+
+from numbers import Integral
+
+from . import _validate as v
+from ._norm import check_cache, norm_backward, normalize
+
+
+def spatial_groupnorm_forward(x, gamma, beta, G, gn_param):
+    """Group normalization over (C/G, H, W) per example and group.
+
+    Inputs:
+    - x: data of shape (N, C, H, W)
+    - gamma, beta: scale and shift per channel, each of shape (1, C, 1, 1) or (C,)
+    - G: number of groups, an integer that divides C
+    - gn_param: dict with optional key eps (default 1e-5)
+    Returns a tuple of:
+    - out: output of shape (N, C, H, W), x's dtype
+    - cache: what spatial_groupnorm_backward needs
+    """
+    gn_param = v.param_dict(gn_param, "gn_param")
+    x = v.checked_input("x", x, 4)
+    N, C, H, W = x.shape
+    if isinstance(G, bool) or not isinstance(G, Integral):
+        raise TypeError(f"G must be an integer number of groups, got {type(G).__name__}")
+    G = int(G)
+    if G < 1 or C % G:
+        raise ValueError(f"G must be a positive divisor of the channel count C={C}, got G={G}")
+    shapes = ((1, C, 1, 1), (C,))
+    gamma = v.param_vector("gamma", gamma, shapes)
+    beta = v.param_vector("beta", beta, shapes)
+    if gamma.shape != beta.shape:
+        raise ValueError(f"gamma and beta must have the same shape, got {gamma.shape} and {beta.shape}")
+    eps = v.eps_value(gn_param.get("eps", 1e-5))
+    grouped = x.reshape(N, G, C // G, H, W)
+    return normalize(
+        "spatial_groupnorm", grouped, gamma, beta, eps, stats_axes=(2, 3, 4),
+        param_axes=(0, 3, 4), out_shape=x.shape, pshape=(1, G, C // G, 1, 1),
+    )
+
+
+def spatial_groupnorm_backward(dout, cache):
+    """Backward pass for spatial group normalization (closed form).
+
+    Inputs:
+    - dout: upstream derivatives, of shape (N, C, H, W)
+    - cache: from spatial_groupnorm_forward
+    Returns a tuple of:
+    - dx: (N, C, H, W)
+    - dgamma, dbeta: in gamma's shape, (1, C, 1, 1) or (C,)
+    """
+    cache = check_cache(cache, ("spatial_groupnorm",), "spatial_groupnorm_backward")
+    return norm_backward(dout, cache)
+
+
+__all__ = ["spatial_groupnorm_forward", "spatial_groupnorm_backward"]

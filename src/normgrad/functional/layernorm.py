@@ -1,0 +1,48 @@
+"""Layer normalization, CS231n-compatible: statistics per example over its features.
+
+Layer norm is batch norm's computation over the other axis: each row of x is
+normalized by its own mean and variance, then scaled and shifted per feature by
+gamma and beta. It behaves the same in training and at test time.
+"""
+
+from __future__ import annotations
+
+from . import _validate as v
+from ._norm import check_cache, norm_backward, normalize
+
+
+def layernorm_forward(x, gamma, beta, ln_param):
+    """Layer normalization: out = gamma * (x - mean_row) / sqrt(var_row + eps) + beta.
+
+    Inputs:
+    - x: data of shape (N, D)
+    - gamma, beta: scale and shift, each of shape (D,)
+    - ln_param: dict with optional key eps (default 1e-5); other keys, such as
+      the 'mode' a CS231n net passes to every norm, are ignored
+    Returns a tuple of:
+    - out: output of shape (N, D), x's dtype
+    - cache: what layernorm_backward needs
+    """
+    ln_param = v.param_dict(ln_param, "ln_param")
+    x = v.checked_input("x", x, 2)
+    D = x.shape[1]
+    gamma = v.param_vector("gamma", gamma, ((D,),))
+    beta = v.param_vector("beta", beta, ((D,),))
+    eps = v.eps_value(ln_param.get("eps", 1e-5))
+    return normalize("layernorm", x, gamma, beta, eps, (1,), (0,), x.shape, (1, D))
+
+
+def layernorm_backward(dout, cache):
+    """Backward pass for layer normalization (closed form).
+
+    Inputs:
+    - dout: upstream derivatives, of shape (N, D)
+    - cache: from layernorm_forward
+    Returns a tuple of:
+    - dx: (N, D); dgamma, dbeta: (D,)
+    """
+    cache = check_cache(cache, ("layernorm",), "layernorm_backward")
+    return norm_backward(dout, cache)
+
+
+__all__ = ["layernorm_forward", "layernorm_backward"]
