@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -14,6 +16,16 @@ def _parser() -> argparse.ArgumentParser:
         "demo", help="the main job: a tour of batch norm's forward pass and gradient checks"
     )
     demo.add_argument("--seed", type=int, default=0, help="seed for every random choice")
+
+    graph = sub.add_parser(
+        "graph", help="render the annotated computational graph of a normalization layer"
+    )
+    graph.add_argument("--norm", choices=("batch", "layer", "group"), default="batch")
+    graph.add_argument("--shape", help="N,D (batch, layer) or N,C,H,W (group); default 4,3 or 2,4,2,2")
+    graph.add_argument("--groups", type=int, default=2, help="G for --norm group (default 2)")
+    graph.add_argument("--seed", type=int, default=0, help="seed for the data, gamma, beta and dout")
+    graph.add_argument("--out", type=Path, help="output .svg or .png (default normgrad-graph-NORM.svg)")
+    graph.add_argument("--steps", action="store_true", help="print the backward pass gate by gate")
     return parser
 
 
@@ -25,7 +37,24 @@ def _demo(args) -> int:
     return showcase.run(Console(), seed=args.seed)
 
 
+def _graph(args) -> int:
+    from rich.console import Console
+
+    from .experiments import graph_walk
+
+    shape = (graph_walk.parse_shape(args.shape, args.norm) if args.shape
+             else graph_walk.DEFAULT_SHAPES[args.norm])
+    out = args.out or Path(f"normgrad-graph-{args.norm}.svg")
+    if out.suffix.lower() not in (".svg", ".png"):
+        raise ValueError(f"--out must end in .svg or .png, got {out}")
+    return graph_walk.run(Console(), args.norm, shape, args.seed, out, args.steps, args.groups)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    commands = {"demo": _demo}
-    return commands[args.command](args)
+    commands = {"demo": _demo, "graph": _graph}
+    try:
+        return commands[args.command](args)
+    except ValueError as err:  # bad options: say what is wrong, no traceback
+        print(f"normgrad {args.command}: error: {err}", file=sys.stderr)
+        return 2

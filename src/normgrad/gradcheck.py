@@ -7,9 +7,14 @@ CS231n-compatible. Every perturbed entry is put back, even if ``f`` raises.
 stencil, (8[f(x+h) - f(x-h)] - [f(x+2h) - f(x-2h)]) / 12h, truncation error
 O(h^4): with h = 1e-3 its round-off is ~100x smaller than the default's at
 h = 1e-5, which matters when checking gradients to 1e-8 relative.
+
+Numeric gradients are meant for float64 inputs: in float32, x + h is rounded
+and the step actually taken differs from h.
 """
 
 from __future__ import annotations
+
+from numbers import Real
 
 import numpy as np
 
@@ -42,9 +47,11 @@ def _writable_float(x) -> np.ndarray:
     return x
 
 
-def _order(order) -> int:
+def _order(order, h) -> int:
     if order not in _STENCILS:
         raise ValueError(f"order must be one of {sorted(_STENCILS)}, got {order!r}")
+    if not (isinstance(h, Real) and 0 < h < np.inf):
+        raise ValueError(f"h must be a finite number > 0, got {h!r}")
     return order
 
 
@@ -60,7 +67,7 @@ def eval_numerical_gradient(f, x, verbose: bool = False, h: float = 1e-5, *, ord
     Returns:
     - grad: array of x's shape and dtype
     """
-    x, order = _writable_float(x), _order(order)
+    x, order = _writable_float(x), _order(order, h)
     grad = np.zeros(x.shape, dtype=np.float64)
     for ix in np.ndindex(*x.shape):
         d = _derivative(f, x, ix, h, order)
@@ -84,7 +91,7 @@ def eval_numerical_gradient_array(f, x, df, h: float = 1e-5, *, order: int = 2) 
     Returns:
     - grad: array of x's shape and dtype
     """
-    x, order = _writable_float(x), _order(order)
+    x, order = _writable_float(x), _order(order, h)
     df = np.asarray(df, dtype=np.float64)
     grad = np.zeros(x.shape, dtype=np.float64)
     for ix in np.ndindex(*x.shape):

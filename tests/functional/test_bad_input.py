@@ -54,16 +54,22 @@ FORWARD_CASES = {
     "gn G=3 of C=4": (gn(G=3), ValueError, "G must be a positive divisor of the channel count C=4"),
     "gn G=0": (gn(G=0), ValueError, "G must be a positive divisor"),
     "gn G float": (gn(G=2.0), TypeError, "G must be an integer"),
+    "gn G bool": (gn(G=True), TypeError, "G must be an integer"),
     # one value per channel in training
     "bn N=1": (bn(x=X2[:1]), ValueError, "expected more than 1 value per channel"),
     "sbn N=1 H=W=1": (sbn(x=X4[:1, :, :1, :1]), ValueError, "expected more than 1 value per channel"),
     # integer / object / bool / complex dtypes
-    "bn x int": (bn(x=np.arange(12).reshape(4, 3)), TypeError, "x must be a floating-point array"),
-    "bn x object": (bn(x=X2.astype(object)), TypeError, "x must be a floating-point array"),
-    "bn x bool": (bn(x=X2 > 0), TypeError, "x must be a floating-point array"),
-    "ln x complex": (ln(x=X2 + 0j), TypeError, "x must be a floating-point array"),
-    "bn gamma int": (bn(gamma=np.ones(3, int)), TypeError, "gamma must be a floating-point array"),
-    "gn beta int": (gn(beta=np.zeros(4, int)), TypeError, "beta must be a floating-point array"),
+    "bn x int": (bn(x=np.arange(12).reshape(4, 3)), TypeError, "x must be a float32 or float64 array"),
+    "bn x object": (bn(x=X2.astype(object)), TypeError, "x must be a float32 or float64 array"),
+    "bn x bool": (bn(x=X2 > 0), TypeError, "x must be a float32 or float64 array"),
+    "ln x complex": (ln(x=X2 + 0j), TypeError, "x must be a float32 or float64 array"),
+    "bn x float16": (bn(x=X2.astype(np.float16)), TypeError, "cast float16"),
+    "sbn x longdouble": (sbn(x=X4.astype(np.longdouble)), TypeError, "x must be a float32 or float64"),
+    "bn x ragged list": (bn(x=[[1.0, 2.0, 3.0], [1.0]]), ValueError, "x must be a rectangular array"),
+    "ln gamma ragged list": (ln(gamma=[[1.0], [1.0, 2.0]]), ValueError, "gamma must be a rectangular array"),
+    "bn x huge variance": (bn(x=X2 * 1e160), ValueError, "variance of some channel overflows"),
+    "bn gamma int": (bn(gamma=np.ones(3, int)), TypeError, "gamma must be a float32 or float64 array"),
+    "gn beta int": (gn(beta=np.zeros(4, int)), TypeError, "beta must be a float32 or float64 array"),
     # NaN / Inf in inputs and running statistics
     "bn x NaN": (bn(x=with_nan(X2)), ValueError, "x contains 1 non-finite"),
     "bn x Inf": (bn(x=with_nan(X2, np.inf)), ValueError, "x contains 1 non-finite"),
@@ -88,6 +94,8 @@ FORWARD_CASES = {
     "ln eps 0": (ln(eps=0.0), ValueError, "eps must be a finite number > 0"),
     "gn eps NaN": (gn(eps=float("nan")), ValueError, "eps must be a finite number > 0"),
     "sbn eps string": (sbn(eps="1e-5"), TypeError, "eps must be a real number"),
+    "bn eps below float32 tiny": (bn(x=X2.astype(np.float32), eps=1e-60), ValueError, r"eps must lie in \[1.18e-38"),
+    "ln eps huge": (ln(eps=1e40), ValueError, r"eps must lie in"),
     # momentum outside [0, 1]
     "bn momentum > 1": (bn(momentum=1.5), ValueError, r"momentum must lie in \[0, 1\]"),
     "bn momentum < 0": (bn(momentum=-0.1), ValueError, r"momentum must lie in \[0, 1\]"),
@@ -119,7 +127,7 @@ BACKWARD_CASES = {
     "gn dout shape": (F.spatial_groupnorm_backward, "gn", X4[:, :2], ValueError, "dout must have"),
     "bn dout NaN": (F.batchnorm_backward, "bn", with_nan(X2), ValueError, "dout contains"),
     "gn dout Inf": (F.spatial_groupnorm_backward, "gn", with_nan(X4, np.inf), ValueError, "dout contains"),
-    "bn dout int": (F.batchnorm_backward_alt, "bn", np.ones((4, 3), int), TypeError, "dout must be a floating-point"),
+    "bn dout int": (F.batchnorm_backward_alt, "bn", np.ones((4, 3), int), TypeError, "dout must be a float32 or float64"),
     "bn cache tuple": (F.batchnorm_backward, None, X2, TypeError, "cache must be the NormCache"),
     "bn given ln cache": (F.batchnorm_backward_alt, "ln", X2, ValueError, "cache comes from layernorm_forward"),
     "ln given bn cache": (F.layernorm_backward, "bn", X2, ValueError, "cache comes from batchnorm_forward"),
@@ -136,11 +144,12 @@ def test_backward_rejects(case):
 
 
 GRADCHECK_CASES = {
-    "integer x": (lambda: eval_numerical_gradient(np.sum, np.arange(3)), TypeError, "x must be a floating-point"),
+    "integer x": (lambda: eval_numerical_gradient(np.sum, np.arange(3)), TypeError, "x must be a float32 or float64"),
     "read-only x": (lambda: eval_numerical_gradient(np.sum, _readonly()), TypeError, "writable"),
     "non-scalar f": (lambda: eval_numerical_gradient(lambda a: a * 2, np.ones(3)), ValueError, "f must return a scalar"),
     "df shape": (lambda: eval_numerical_gradient_array(lambda a: a * 2, np.ones(3), np.ones(4)), ValueError, "df has shape"),
     "bad order": (lambda: eval_numerical_gradient(np.sum, np.ones(3), order=3), ValueError, "order must be one of"),
+    "h zero": (lambda: eval_numerical_gradient(np.sum, np.ones(3), h=0), ValueError, "h must be a finite number > 0"),
     "rel_error shapes": (lambda: rel_error(np.ones((1, 3)), np.ones(3)), ValueError, "one shape"),
 }
 

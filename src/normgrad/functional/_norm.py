@@ -88,7 +88,7 @@ def normalize(
     std, ivar = std64.astype(dtype), (1.0 / std64).astype(dtype)
     xhat = xmu
     xhat *= ivar
-    gamma_w = gamma.reshape(pshape).astype(dtype, copy=False)
+    gamma_w = gamma.reshape(pshape).astype(dtype, copy=True)  # the cache's own copy
     beta_w = beta.reshape(pshape).astype(dtype, copy=False)
     out = xhat * gamma_w
     out += beta_w

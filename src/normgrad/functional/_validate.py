@@ -9,24 +9,31 @@ what it got and what was expected. Nothing here copies or modifies its input.
 from __future__ import annotations
 
 import math
-from numbers import Real
+from numbers import Integral, Real
 
 import numpy as np
 
 MODES = ("train", "test")
 
 
+FLOAT_DTYPES = (np.float32, np.float64)
+
+
 def float_array(name: str, a, ndim: int | None = None) -> np.ndarray:
-    """Return ``a`` as a floating-point ndarray, or raise naming ``name``.
+    """Return ``a`` as a float32 or float64 ndarray, or raise naming ``name``.
 
     Lists and other array-likes are accepted; integer, bool, complex and object
-    dtypes are refused (an integer array would silently truncate the maths).
+    dtypes are refused (an integer array would silently truncate the maths), and
+    so are float16 and long double: their statistics are not computed to their
+    precision here, so they must be cast by the caller, knowingly.
     """
-    arr = np.asarray(a)
-    if arr.dtype == object or not np.issubdtype(arr.dtype, np.floating):
-        raise TypeError(
-            f"{name} must be a floating-point array (float16/32/64), got dtype {arr.dtype}"
-        )
+    try:
+        arr = np.asarray(a)
+    except ValueError as err:  # ragged nested lists
+        raise ValueError(f"{name} must be a rectangular array, got {type(a).__name__}: {err}") from None
+    if arr.dtype.type not in FLOAT_DTYPES:
+        hint = " (cast float16 / long double to float32 or float64)" if np.issubdtype(arr.dtype, np.floating) else ""
+        raise TypeError(f"{name} must be a float32 or float64 array, got dtype {arr.dtype}{hint}")
     if ndim is not None and arr.ndim != ndim:
         raise ValueError(
             f"{name} must be {ndim}-D, got {arr.ndim}-D array of shape {arr.shape}"
@@ -64,22 +71,39 @@ def param_vector(name: str, a, shapes: tuple[tuple[int, ...], ...]) -> np.ndarra
     return arr
 
 
-def eps_value(eps) -> float:
-    if isinstance(eps, bool) or not isinstance(eps, Real):
-        raise TypeError(f"eps must be a real number, got {type(eps).__name__}")
-    eps = float(eps)
+def _real(name: str, value) -> float:
+    """A real number given as a Python or NumPy scalar or a 0-d array."""
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value.item()
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    return float(value)
+
+
+def eps_value(eps, dtype=np.float64) -> float:
+    """eps > 0, and small and large enough that sqrt(eps) and 1/sqrt(eps) exist in ``dtype``."""
+    eps = _real("eps", eps)
+    info = np.finfo(dtype)
     if not (eps > 0 and math.isfinite(eps)):
         raise ValueError(f"eps must be a finite number > 0, got {eps}")
+    if not float(info.tiny) <= eps <= 1e30:
+        raise ValueError(f"eps must lie in [{float(info.tiny):.3g}, 1e30] for {np.dtype(dtype).name} data, got {eps}")
     return eps
 
 
 def momentum_value(momentum) -> float:
-    if isinstance(momentum, bool) or not isinstance(momentum, Real):
-        raise TypeError(f"momentum must be a real number, got {type(momentum).__name__}")
-    momentum = float(momentum)
+    momentum = _real("momentum", momentum)
     if not 0.0 <= momentum <= 1.0:
         raise ValueError(f"momentum must lie in [0, 1], got {momentum}")
     return momentum
+
+
+def integer_value(name: str, value) -> int:
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value.item()
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, Integral):
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
+    return int(value)
 
 
 def mode_value(param: dict, name: str = "bn_param") -> str:

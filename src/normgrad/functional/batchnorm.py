@@ -37,6 +37,19 @@ def _running(bn_param: dict, key: str, C: int, dtype, fill: float) -> np.ndarray
     return v.param_vector(f"bn_param[{key!r}]", bn_param[key], ((C,),))
 
 
+def _updated(key: str, running: np.ndarray, batch: np.ndarray, momentum: float, x: np.ndarray) -> np.ndarray:
+    """momentum * running + (1 - momentum) * batch, as a new array in the wider of
+    the running statistic's and x's dtypes; refuses to overflow that dtype."""
+    dtype = np.result_type(running, x)
+    new = momentum * running + (1.0 - momentum) * batch
+    if np.abs(new).max() > np.finfo(dtype).max:
+        raise ValueError(
+            f"bn_param[{key!r}] would overflow {np.dtype(dtype).name} (largest {np.abs(new).max():.3g}); "
+            "pass float64 running statistics"
+        )
+    return new.astype(dtype)
+
+
 def _batch_norm(x, gamma, beta, bn_param, *, kind, stats_axes, bshape):
     """Shared by the (N, D) and spatial forwards once x has been checked.
 
@@ -44,7 +57,7 @@ def _batch_norm(x, gamma, beta, bn_param, *, kind, stats_axes, bshape):
     - bshape: shape that broadcasts a per-channel vector against x
     """
     mode = v.mode_value(bn_param)
-    eps = v.eps_value(bn_param.get("eps", 1e-5))
+    eps = v.eps_value(bn_param.get("eps", 1e-5), x.dtype)
     momentum = v.momentum_value(bn_param.get("momentum", 0.9))
     C = x.shape[1]
     gamma = v.param_vector("gamma", gamma, ((C,),))
@@ -58,12 +71,9 @@ def _batch_norm(x, gamma, beta, bn_param, *, kind, stats_axes, bshape):
         v.enough_values(x.size // C, f"input of shape {x.shape}")
         out, cache = normalize(kind, x, gamma, beta, eps, stats_axes, stats_axes, x.shape, bshape)
         batch_mean, batch_var = cache.mean.reshape(C), cache.var.reshape(C)
-        bn_param["running_mean"] = (
-            momentum * running_mean + (1.0 - momentum) * batch_mean
-        ).astype(running_mean.dtype)
-        bn_param["running_var"] = (
-            momentum * running_var + (1.0 - momentum) * batch_var
-        ).astype(running_var.dtype)
+        new_mean = _updated("running_mean", running_mean, batch_mean, momentum, x)
+        new_var = _updated("running_var", running_var, batch_var, momentum, x)
+        bn_param["running_mean"], bn_param["running_var"] = new_mean, new_var
     else:
         stats = (running_mean.reshape(bshape), running_var.reshape(bshape))
         out, cache = normalize(

@@ -9,8 +9,6 @@ the last three axes.
 
 from __future__ import annotations
 
-from numbers import Integral
-
 from . import _validate as v
 from ._norm import check_cache, norm_backward, normalize
 
@@ -30,9 +28,7 @@ def spatial_groupnorm_forward(x, gamma, beta, G, gn_param):
     gn_param = v.param_dict(gn_param, "gn_param")
     x = v.checked_input("x", x, 4)
     N, C, H, W = x.shape
-    if isinstance(G, bool) or not isinstance(G, Integral):
-        raise TypeError(f"G must be an integer number of groups, got {type(G).__name__}")
-    G = int(G)
+    G = v.integer_value("G", G)
     if G < 1 or C % G:
         raise ValueError(f"G must be a positive divisor of the channel count C={C}, got G={G}")
     shapes = ((1, C, 1, 1), (C,))
@@ -40,7 +36,7 @@ def spatial_groupnorm_forward(x, gamma, beta, G, gn_param):
     beta = v.param_vector("beta", beta, shapes)
     if gamma.shape != beta.shape:
         raise ValueError(f"gamma and beta must have the same shape, got {gamma.shape} and {beta.shape}")
-    eps = v.eps_value(gn_param.get("eps", 1e-5))
+    eps = v.eps_value(gn_param.get("eps", 1e-5), x.dtype)
     grouped = x.reshape(N, G, C // G, H, W)
     return normalize(
         "spatial_groupnorm", grouped, gamma, beta, eps, stats_axes=(2, 3, 4),

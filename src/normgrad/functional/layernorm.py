@@ -28,7 +28,7 @@ def layernorm_forward(x, gamma, beta, ln_param):
     D = x.shape[1]
     gamma = v.param_vector("gamma", gamma, ((D,),))
     beta = v.param_vector("beta", beta, ((D,),))
-    eps = v.eps_value(ln_param.get("eps", 1e-5))
+    eps = v.eps_value(ln_param.get("eps", 1e-5), x.dtype)
     return normalize("layernorm", x, gamma, beta, eps, (1,), (0,), x.shape, (1, D))
 
 

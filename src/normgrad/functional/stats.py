@@ -47,8 +47,15 @@ def moments(x: np.ndarray, axes: Axes) -> tuple[np.ndarray, np.ndarray, np.ndarr
     count = x.size // mean.size
     # Corrected two-pass: the second term removes what rounding left in sum(xmu).
     resid = np.sum(xmu, axis=axes, dtype=np.float64, keepdims=True)
-    sumsq = np.sum(np.square(xmu), axis=axes, dtype=np.float64, keepdims=True)
-    var = np.maximum((sumsq - resid * resid / count) / count, 0.0)
+    with np.errstate(over="ignore", invalid="ignore"):  # overflow is detected below
+        sumsq = np.sum(np.square(xmu), axis=axes, dtype=np.float64, keepdims=True)
+        if not np.isfinite(sumsq).all():  # squares overflowed x's dtype: square scaled values
+            scale = np.max(np.abs(xmu), axis=axes, keepdims=True).astype(np.float64)
+            sumsq = np.sum(np.square(xmu / scale.astype(x.dtype)), axis=axes, dtype=np.float64, keepdims=True)
+            sumsq *= scale * scale
+        var = np.maximum((sumsq - resid * resid / count) / count, 0.0)
+    if not np.isfinite(var).all():
+        raise ValueError("x: the variance of some channel overflows float64 (values near 1e154 or beyond); rescale x")
     return mean, var, xmu
 
 
