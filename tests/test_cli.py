@@ -51,3 +51,10 @@ def test_core_import_does_not_import_torch():
     code = "import sys, normgrad, normgrad.functional, normgrad.gradcheck; print('torch' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.stdout.strip() == "False", result.stderr
+
+
+def test_readme_graph_picture_exists_and_is_a_png():
+    readme = (ROOT / "README.md").read_text()
+    for target in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", readme):
+        data = (ROOT / target).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n", target
