@@ -3,6 +3,7 @@
 #
 #   ./run.sh demo [ARGS...]   install normgrad, then run `normgrad demo ARGS...`
 #   ./run.sh test [ARGS...]   install normgrad with its test extra, then run pytest
+#   ./run.sh bench [ARGS...]  install with the test extra (PyTorch), then run the benchmark
 #
 # Needs Python >= 3.10 as `python3` (or set PYTHON). Re-running skips the
 # install when pyproject.toml has not changed.
@@ -13,8 +14,8 @@ job=${1:-}
 [ $# -gt 0 ] && shift
 case "$job" in
   demo)  extras="" ;;
-  test)  extras="[test]" ;;
-  *) echo "usage: ./run.sh demo|test [ARGS...]" >&2; exit 2 ;;
+  test|bench) extras="[test]" ;;
+  *) echo "usage: ./run.sh demo|test|bench [ARGS...]" >&2; exit 2 ;;
 esac
 
 py=${PYTHON:-python3}
@@ -36,4 +37,5 @@ fi
 case "$job" in
   demo)  exec "$venv/bin/normgrad" demo "$@" ;;
   test)  exec "$venv/bin/python" -m pytest "$@" ;;
+  bench) exec "$venv/bin/python" benchmarks/run.py "$@" ;;
 esac

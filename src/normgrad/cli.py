@@ -26,6 +26,12 @@ def _parser() -> argparse.ArgumentParser:
     graph.add_argument("--seed", type=int, default=0, help="seed for the data, gamma, beta and dout")
     graph.add_argument("--out", type=Path, help="output .svg or .png (default normgrad-graph-NORM.svg)")
     graph.add_argument("--steps", action="store_true", help="print the backward pass gate by gate")
+
+    bench = sub.add_parser(
+        "bench", help="fused kernels vs NumPy, PyTorch and the memory-copy bandwidth, as ratios"
+    )
+    bench.add_argument("--quick", action="store_true", help="two small shapes, float32 only (seconds)")
+    bench.add_argument("--json", type=Path, help="also write the results to this JSON file")
     return parser
 
 
@@ -50,9 +56,17 @@ def _graph(args) -> int:
     return graph_walk.run(Console(), args.norm, shape, args.seed, out, args.steps, args.groups)
 
 
+def _bench(args) -> int:
+    from rich.console import Console
+
+    from .experiments import bench
+
+    return bench.run(Console(), quick=args.quick, json_path=args.json)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    commands = {"demo": _demo, "graph": _graph}
+    commands = {"demo": _demo, "graph": _graph, "bench": _bench}
     try:
         return commands[args.command](args)
     except ValueError as err:  # bad options: say what is wrong, no traceback

@@ -80,6 +80,9 @@ def normalize(
     dtype = x.dtype
     if stats is None:
         mean, var, xmu = moments(x, stats_axes)
+        if not np.isfinite(var).all():
+            raise ValueError("x: the variance of some channel overflows float64 (values near 1e154 or beyond); "
+                             "rescale x")
     else:
         mean, var = (np.asarray(s, dtype=np.float64) for s in stats)
         xmu = center(x, mean)

@@ -1,0 +1,183 @@
+"""Normalization modules with PyTorch conventions, on the fused kernels.
+
+Batch-norm modules match ``torch.nn.BatchNorm*d``: ``momentum`` is the weight of
+the new batch (None = cumulative average), the running variance is the unbiased
+batch variance, ``num_batches_tracked`` counts training batches, and the state
+dict keys are ``weight, bias, running_mean, running_var, num_batches_tracked``.
+"""
+
+from __future__ import annotations
+
+from numbers import Integral
+
+import numpy as np
+
+from .. import kernels
+from ..functional import _validate as v
+from .module import Module
+
+
+class _NormBase(Module):
+    def __init__(self, num_features: int, eps: float, affine: bool, dtype):
+        super().__init__()
+        if isinstance(num_features, bool) or not isinstance(num_features, Integral) or num_features < 1:
+            raise ValueError(f"num_features must be a positive integer, got {num_features!r}")
+        self.num_features = int(num_features)
+        self.eps = v.eps_value(eps)
+        self.affine = bool(affine)
+        self.dtype = np.dtype(dtype)
+        if self.affine:
+            self.params["weight"] = np.ones(num_features, self.dtype)
+            self.params["bias"] = np.zeros(num_features, self.dtype)
+        self._saved = None
+
+    def _gamma_beta(self):
+        if self.affine:
+            return self.params["weight"], self.params["bias"]
+        ones = np.ones(self.num_features)
+        return ones, np.zeros(self.num_features)
+
+    def _set_grads(self, dgamma, dbeta):
+        if self.affine:
+            self.grads["weight"] = dgamma.astype(self.params["weight"].dtype)
+            self.grads["bias"] = dbeta.astype(self.params["bias"].dtype)
+
+    def _saved_or_raise(self):
+        if self._saved is None:
+            raise RuntimeError(f"{type(self).__name__}.backward called before forward")
+        return self._saved
+
+
+class _BatchNorm(_NormBase):
+    """Shared by BatchNorm1d and BatchNorm2d; they differ only in ``_check_input_dim``."""
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1,
+                 affine: bool = True, track_running_stats: bool = True, dtype=np.float32):
+        super().__init__(num_features, eps, affine, dtype)
+        self.momentum = None if momentum is None else v.momentum_value(momentum)
+        self.track_running_stats = bool(track_running_stats)
+        if self.track_running_stats:
+            self.buffers["running_mean"] = np.zeros(num_features, self.dtype)
+            self.buffers["running_var"] = np.ones(num_features, self.dtype)
+            self.buffers["num_batches_tracked"] = np.array(0, dtype=np.int64)
+
+    def _check_input_dim(self, x):
+        raise NotImplementedError
+
+    def forward(self, x):
+        """x: (N, C) or (N, C, L) for 1d, (N, C, H, W) for 2d. Returns y of x's shape and dtype."""
+        x = v.float_array("x", x)
+        self._check_input_dim(x)
+        if x.shape[1] != self.num_features:
+            raise ValueError(f"expected {self.num_features} channels (axis 1), got input of shape {x.shape}")
+        gamma, beta = self._gamma_beta()
+        batch_stats = self.training or not self.track_running_stats
+        if batch_stats:
+            y, mean, invstd = kernels.batchnorm_forward(x, gamma, beta, training=True, eps=self.eps)
+            if self.training and self.track_running_stats:
+                self._update_running(x, mean, invstd)
+        else:
+            y, mean, invstd = kernels.batchnorm_forward(
+                x, gamma, beta, training=False, eps=self.eps,
+                running_mean=self.buffers["running_mean"], running_var=self.buffers["running_var"])
+        self._saved = (x, mean, invstd, batch_stats)
+        return y
+
+    def _update_running(self, x, mean, invstd):
+        count = x.size // self.num_features
+        var = 1.0 / invstd**2 - self.eps  # the biased batch variance the kernel used
+        unbiased = var * count / (count - 1)
+        b = self.buffers
+        b["num_batches_tracked"] = np.array(int(b["num_batches_tracked"]) + 1, dtype=np.int64)
+        f = 1.0 / int(b["num_batches_tracked"]) if self.momentum is None else self.momentum
+        b["running_mean"] = ((1 - f) * b["running_mean"] + f * mean).astype(b["running_mean"].dtype)
+        b["running_var"] = ((1 - f) * b["running_var"] + f * unbiased).astype(b["running_var"].dtype)
+
+    def backward(self, dout):
+        """dout: y's shape. Returns dx; fills grads['weight'], grads['bias'] when affine."""
+        x, mean, invstd, batch_stats = self._saved_or_raise()
+        gamma, _ = self._gamma_beta()
+        dx, dgamma, dbeta = kernels.batchnorm_backward(dout, x, gamma, mean, invstd, training=batch_stats)
+        self._set_grads(dgamma, dbeta)
+        return dx
+
+
+class BatchNorm1d(_BatchNorm):
+    """Batch norm over (N, C) or (N, C, L), statistics per channel."""
+
+    def _check_input_dim(self, x):
+        if x.ndim not in (2, 3):
+            raise ValueError(f"expected 2D or 3D input (got {x.ndim}D input)")
+
+
+class BatchNorm2d(_BatchNorm):
+    """Spatial batch norm over (N, C, H, W), statistics per channel."""
+
+    def _check_input_dim(self, x):
+        if x.ndim != 4:
+            raise ValueError(f"expected 4D input (got {x.ndim}D input)")
+
+
+class LayerNorm(_NormBase):
+    """Layer norm over the trailing ``normalized_shape`` dimensions of x."""
+
+    def __init__(self, normalized_shape, eps: float = 1e-5, elementwise_affine: bool = True, dtype=np.float32):
+        shape = (normalized_shape,) if isinstance(normalized_shape, Integral) else tuple(normalized_shape)
+        if not shape or any(int(s) < 1 for s in shape):
+            raise ValueError(f"normalized_shape must be positive sizes, got {normalized_shape!r}")
+        self.normalized_shape = tuple(int(s) for s in shape)
+        super().__init__(int(np.prod(shape)), eps, elementwise_affine, dtype)
+        if self.affine:
+            self.params["weight"] = self.params["weight"].reshape(self.normalized_shape)
+            self.params["bias"] = self.params["bias"].reshape(self.normalized_shape)
+
+    def forward(self, x):
+        """x: (..., *normalized_shape). Returns y of x's shape and dtype."""
+        x = v.float_array("x", x)
+        k = len(self.normalized_shape)
+        if x.shape[x.ndim - k:] != self.normalized_shape or x.ndim <= k:
+            raise ValueError(f"expected input of shape (..., {', '.join(map(str, self.normalized_shape))}), "
+                             f"got {x.shape}")
+        flat = x.reshape(*x.shape[: x.ndim - k], self.num_features)
+        gamma, beta = (a.reshape(-1) for a in self._gamma_beta())
+        y, mean, invstd = kernels.layernorm_forward(flat, gamma, beta, eps=self.eps)
+        self._saved = (flat, mean, invstd, x.shape)
+        return y.reshape(x.shape)
+
+    def backward(self, dout):
+        flat, mean, invstd, shape = self._saved_or_raise()
+        gamma = self._gamma_beta()[0].reshape(-1)
+        dout = v.float_array("dout", dout)
+        if dout.shape != shape:
+            raise ValueError(f"dout must have the forward output's shape {shape}, got {dout.shape}")
+        dx, dgamma, dbeta = kernels.layernorm_backward(dout.reshape(flat.shape), flat, gamma, mean, invstd)
+        self._set_grads(dgamma.reshape(self.normalized_shape), dbeta.reshape(self.normalized_shape))
+        return dx.reshape(shape)
+
+
+class GroupNorm(_NormBase):
+    """Group norm: channels split into ``num_groups``; statistics per example and group."""
+
+    def __init__(self, num_groups: int, num_channels: int, eps: float = 1e-5, affine: bool = True,
+                 dtype=np.float32):
+        super().__init__(num_channels, eps, affine, dtype)
+        self.num_groups = v.integer_value("num_groups", num_groups)
+        if self.num_groups < 1 or num_channels % self.num_groups:
+            raise ValueError(f"num_channels ({num_channels}) must be divisible by num_groups ({num_groups})")
+
+    def forward(self, x):
+        """x: (N, C, *spatial). Returns y of x's shape and dtype."""
+        x = v.float_array("x", x)
+        if x.ndim < 2 or x.shape[1] != self.num_features:
+            raise ValueError(f"expected input of shape (N, {self.num_features}, ...), got {x.shape}")
+        gamma, beta = self._gamma_beta()
+        y, mean, invstd = kernels.groupnorm_forward(x, gamma, beta, self.num_groups, eps=self.eps)
+        self._saved = (x, mean, invstd)
+        return y
+
+    def backward(self, dout):
+        x, mean, invstd = self._saved_or_raise()
+        gamma, _ = self._gamma_beta()
+        dx, dgamma, dbeta = kernels.groupnorm_backward(dout, x, gamma, self.num_groups, mean, invstd)
+        self._set_grads(dgamma, dbeta)
+        return dx

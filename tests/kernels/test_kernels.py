@@ -1,0 +1,212 @@
+"""Fused kernels (Numba) and their NumPy path: equal to each other, to normgrad.functional
+and to a float64 reference, on many shapes; same input checks as the functional API."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numba
+import numpy as np
+import pytest
+
+import normgrad.functional as F
+from normgrad import kernels as K
+
+
+@pytest.fixture(params=["numba", "numpy"])
+def backend(request):
+    K.use_numpy(request.param == "numpy")
+    assert K.backend() == request.param
+    yield request.param
+    K.use_numpy(False)
+
+
+def _data(rng, shape, dtype, mean=3.0):
+    C = shape[1] if len(shape) > 1 else shape[0]
+    x = rng.normal(mean, 2.0, shape).astype(dtype)
+    return x, rng.normal(1, 0.5, C), rng.normal(0, 0.5, C), rng.normal(size=shape).astype(dtype)
+
+
+def _tol(dtype):
+    return dict(rtol=1e-4, atol=1e-4) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-10)
+
+
+BN_SHAPES = [(2, 1), (2, 5), (3, 7), (17, 33), (256, 64), (5, 3, 7), (2, 3, 1, 1), (3, 4, 5, 6), (4, 2, 3, 2, 2)]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", BN_SHAPES)
+def test_batchnorm_train_matches_functional(rng, backend, shape, dtype):
+    x, gamma, beta, dy = _data(rng, shape, dtype)
+    y, mean, invstd = K.batchnorm_forward(x, gamma, beta, training=True)
+    dx, dgamma, dbeta = K.batchnorm_backward(dy, x, gamma, mean, invstd)
+    assert y.dtype == dtype and dx.dtype == dtype and y.shape == x.shape
+    # float64 reference through the functional API (spatial form covers any rank >= 3)
+    x64, dy64 = x.astype(np.float64), dy.astype(np.float64)
+    if x.ndim == 2:
+        ref, cache = F.batchnorm_forward(x64, gamma, beta, {"mode": "train"})
+        rdx, rdg, rdb = F.batchnorm_backward_alt(dy64, cache)
+    else:
+        x4 = x64.reshape(x.shape[0], x.shape[1], -1, 1)
+        ref, cache = F.spatial_batchnorm_forward(x4, gamma, beta, {"mode": "train"})
+        rdx, rdg, rdb = F.spatial_batchnorm_backward(dy64.reshape(x4.shape), cache)
+        ref, rdx = ref.reshape(shape), rdx.reshape(shape)
+    scale = np.abs(dy64).max() * np.abs(gamma).max() * invstd.max()
+    tol = _tol(dtype)
+    np.testing.assert_allclose(y, ref, rtol=tol["rtol"], atol=tol["atol"] * np.abs(ref).max())
+    np.testing.assert_allclose(dx, rdx, rtol=tol["rtol"], atol=tol["atol"] * scale)
+    np.testing.assert_allclose(dgamma, rdg, rtol=1e-10 if dtype == np.float64 else 1e-5, atol=1e-9 * x.size)
+    np.testing.assert_allclose(dbeta, rdb, rtol=1e-10 if dtype == np.float64 else 1e-5, atol=1e-9 * x.size)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_batchnorm_eval_mode(rng, backend, dtype):
+    x, gamma, beta, dy = _data(rng, (6, 4, 3), dtype)
+    rm, rv = rng.normal(size=4), rng.uniform(0.5, 2, 4)
+    y, mean, invstd = K.batchnorm_forward(x, gamma, beta, training=False, running_mean=rm, running_var=rv)
+    b = (1, 4, 1)
+    np.testing.assert_allclose(y, (x - rm.reshape(b)) / np.sqrt(rv.reshape(b) + 1e-5) * gamma.reshape(b)
+                               + beta.reshape(b), **_tol(dtype))
+    dx, dgamma, _ = K.batchnorm_backward(dy, x, gamma, mean, invstd, training=False)
+    np.testing.assert_allclose(dx, dy * (gamma * invstd).reshape(b), **_tol(dtype))
+    xhat = (x - rm.reshape(b)) * invstd.reshape(b)
+    np.testing.assert_allclose(dgamma, (dy * xhat).sum(axis=(0, 2)), rtol=1e-5)
+
+
+GN_CASES = [((2, 4, 3, 3), 2), ((3, 6, 5), 3), ((1, 8, 2, 2), 8), ((2, 5, 1, 1), 1), ((4, 6, 7, 3), 6)]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape,G", GN_CASES)
+def test_groupnorm_matches_functional(rng, backend, shape, G, dtype):
+    x, gamma, beta, dy = _data(rng, shape, dtype)
+    y, mean, invstd = K.groupnorm_forward(x, gamma, beta, G)
+    dx, dgamma, dbeta = K.groupnorm_backward(dy, x, gamma, G, mean, invstd)
+    x4 = x.astype(np.float64).reshape(shape[0], shape[1], -1, 1)
+    ref, cache = F.spatial_groupnorm_forward(x4, gamma, beta, G, {})
+    rdx, rdg, rdb = F.spatial_groupnorm_backward(dy.astype(np.float64).reshape(x4.shape), cache)
+    tol = _tol(dtype)
+    np.testing.assert_allclose(y, ref.reshape(shape), rtol=tol["rtol"], atol=tol["atol"] * np.abs(ref).max())
+    np.testing.assert_allclose(dx, rdx.reshape(shape), rtol=tol["rtol"], atol=tol["atol"] * np.abs(rdx).max())
+    np.testing.assert_allclose(dgamma, rdg, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(dbeta, rdb, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(1, 2), (3, 1), (5, 7), (64, 300), (2, 3, 16)])
+def test_layernorm_matches_functional(rng, backend, shape, dtype):
+    D = shape[-1]
+    x = rng.normal(3, 2, shape).astype(dtype)
+    gamma, beta, dy = rng.normal(size=D), rng.normal(size=D), rng.normal(size=shape).astype(dtype)
+    y, mean, invstd = K.layernorm_forward(x, gamma, beta)
+    dx, dgamma, dbeta = K.layernorm_backward(dy, x, gamma, mean, invstd)
+    x2, dy2 = x.reshape(-1, D).astype(np.float64), dy.reshape(-1, D).astype(np.float64)
+    ref, cache = F.layernorm_forward(x2, gamma, beta, {})
+    rdx, rdg, rdb = F.layernorm_backward(dy2, cache)
+    tol = _tol(dtype)
+    scale = np.abs(dy2).max() * np.abs(gamma).max() * invstd.max()
+    np.testing.assert_allclose(y, ref.reshape(shape), rtol=tol["rtol"], atol=tol["atol"] * np.abs(ref).max())
+    np.testing.assert_allclose(dx, rdx.reshape(shape), rtol=tol["rtol"], atol=tol["atol"] * scale)
+    np.testing.assert_allclose(dgamma, rdg, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(dbeta, rdb, rtol=1e-5, atol=1e-6)
+
+
+def test_numba_and_numpy_paths_agree(rng):
+    x, gamma, beta, dy = _data(rng, (33, 10, 4, 3), np.float32)
+    results = {}
+    for name in ("numba", "numpy"):
+        K.use_numpy(name == "numpy")
+        y, m, s = K.batchnorm_forward(x, gamma, beta, training=True)
+        g = K.groupnorm_forward(x, gamma, beta, 5)[0]
+        results[name] = (y, *K.batchnorm_backward(dy, x, gamma, m, s), g)
+    K.use_numpy(False)
+    for a, b in zip(results["numba"], results["numpy"]):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_non_contiguous_input(rng, backend):
+    base = rng.normal(3, 2, (20, 12))
+    x = base[::2, ::3]  # (10, 4), strided
+    gamma, beta, dy = np.ones(4), np.zeros(4), rng.normal(size=(10, 4))
+    y, m, s = K.batchnorm_forward(x, gamma, beta, training=True)
+    y2, m2, s2 = K.batchnorm_forward(np.ascontiguousarray(x), gamma, beta, training=True)
+    np.testing.assert_array_equal(y, y2)
+    np.testing.assert_array_equal(K.batchnorm_backward(dy.T.copy().T, x, gamma, m, s)[0],
+                                  K.batchnorm_backward(dy, x2 := np.ascontiguousarray(x), gamma, m2, s2)[0])
+    assert x2.flags.c_contiguous
+
+
+def test_float32_large_mean(backend):
+    rng = np.random.default_rng(5)
+    x = (1e4 + rng.standard_normal((65536, 64))).astype(np.float32)
+    y, _, _ = K.batchnorm_forward(x, np.ones(64), np.zeros(64), training=True)
+    x64 = x.astype(np.float64)
+    ref = (x64 - x64.mean(0)) / np.sqrt(x64.var(0) + 1e-5)
+    assert np.abs(y - ref).max() < 1e-5
+
+
+def test_out_arrays_are_used(rng, backend):
+    x, gamma, beta, dy = _data(rng, (8, 3), np.float32)
+    out, dout = np.empty_like(x), np.empty_like(x)
+    y, m, s = K.batchnorm_forward(x, gamma, beta, training=True, out=out)
+    dx, _, _ = K.batchnorm_backward(dy, x, gamma, m, s, out=dout)
+    assert y is out and dx is dout
+    with pytest.raises(ValueError, match="out must be an array of shape"):
+        K.batchnorm_forward(x, gamma, beta, training=True, out=np.empty((8, 3)))  # float64
+    with pytest.raises(ValueError, match="C-contiguous"):
+        K.batchnorm_forward(x, gamma, beta, training=True, out=np.empty((3, 8), np.float32).T)
+
+
+def test_results_do_not_depend_on_thread_count(rng):
+    x, gamma, beta, dy = _data(rng, (1000, 37), np.float64)
+    results = []
+    for threads in (1, 2):
+        numba.set_num_threads(threads)
+        y, m, s = K.batchnorm_forward(x, gamma, beta, training=True)
+        results.append((y, *K.batchnorm_backward(dy, x, gamma, m, s)))
+    numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_environment_variable_forces_numpy():
+    code = "from normgrad import kernels; print(kernels.backend())"
+    for value, expected in (("numpy", "numpy"), ("", "numba")):
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                             env={"NORMGRAD_KERNELS": value, "PATH": ""})
+        assert out.stdout.strip() == expected, out.stderr
+
+
+X = np.random.default_rng(0).normal(size=(4, 3))
+G3 = np.ones(3)
+BAD = {
+    "x int": (lambda: K.batchnorm_forward(np.ones((4, 3), int), G3, G3, training=True), TypeError, "x must be a float32"),
+    "x 1-D": (lambda: K.batchnorm_forward(np.ones(3), G3, G3, training=True), ValueError, "at least 2 dimensions"),
+    "x empty": (lambda: K.layernorm_forward(np.ones((0, 3)), G3, G3), ValueError, "must not be empty"),
+    "x NaN": (lambda: K.batchnorm_forward(np.where(X > 1, np.nan, X), G3, G3, training=True), ValueError, "x contains"),
+    "x Inf eval": (lambda: K.batchnorm_forward(np.where(X > 1, np.inf, X), G3, G3, training=False,
+                                               running_mean=G3, running_var=G3), ValueError, "x contains"),
+    "x NaN group": (lambda: K.groupnorm_forward(np.full((2, 4, 2), np.nan), np.ones(4), np.ones(4), 2),
+                    ValueError, "x contains"),
+    "dy NaN": (lambda: K.batchnorm_backward(np.full((4, 3), np.nan), X, G3, G3, G3), ValueError, "dy contains"),
+    "dy shape": (lambda: K.batchnorm_backward(np.ones((3, 3)), X, G3, G3, G3), ValueError, "dy must have x's shape"),
+    "gamma shape": (lambda: K.batchnorm_forward(X, np.ones(4), G3, training=True), ValueError, r"gamma must have shape \(3,\)"),
+    "one value per channel": (lambda: K.batchnorm_forward(X[:1], G3, G3, training=True), ValueError,
+                              "more than 1 value per channel"),
+    "eps 0": (lambda: K.batchnorm_forward(X, G3, G3, training=True, eps=0.0), ValueError, "eps must be"),
+    "G not dividing": (lambda: K.groupnorm_forward(np.ones((2, 4, 2)), np.ones(4), np.ones(4), 3), ValueError,
+                       "positive divisor"),
+    "eval without stats": (lambda: K.batchnorm_forward(X, G3, G3, training=False), ValueError, "running_mean"),
+    "negative running var": (lambda: K.batchnorm_forward(X, G3, G3, training=False, running_mean=G3,
+                                                         running_var=-G3), ValueError, ">= 0"),
+    "mean shape group": (lambda: K.groupnorm_backward(np.ones((2, 4, 2)), np.ones((2, 4, 2)), np.ones(4), 2,
+                                                      np.ones(2), np.ones(2)), ValueError, r"mean must have shape \(2, 2\)"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_kernels_reject_bad_input(backend, case):
+    call, error, message = BAD[case]
+    with pytest.raises(error, match=message):
+        call()

@@ -1,0 +1,23 @@
+"""The benchmark runs (quick mode) and writes its JSON; timings themselves are not asserted."""
+
+from __future__ import annotations
+
+import json
+
+from normgrad.cli import main
+
+
+def test_bench_quick_writes_table_and_json(tmp_path, capsys):
+    path = tmp_path / "bench.json"
+    assert main(["bench", "--quick", "--json", str(path)]) == 0
+    printed = capsys.readouterr().out
+    assert "fused 2t" in printed and "torch 2t" in printed and "copy 2t" in printed
+    report = json.loads(path.read_text())
+    impls = {r["impl"] for r in report["results"]}
+    assert {"numpy staged", "numpy closed", "fused 1t", "fused 2t", "torch 1t", "torch 2t", "copy 1t"} <= impls
+    for row in report["results"]:
+        assert row["ms"] > 0 and row["gbps"] > 0
+        if row["impl"].startswith("fused"):
+            assert row["vs_torch"] > 0 and 0 < row["of_copy"]
+    errors = report["float32_large_mean_error"]
+    assert errors["fused"] < 1e-5 and errors["numpy (functional)"] < 1e-5
