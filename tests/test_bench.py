@@ -21,3 +21,6 @@ def test_bench_quick_writes_table_and_json(tmp_path, capsys):
             assert row["vs_torch"] > 0 and 0 < row["of_copy"]
     errors = report["float32_large_mean_error"]
     assert errors["fused"] < 1e-5 and errors["numpy (functional)"] < 1e-5
+    steps = report["train_step_ms"]
+    assert set(steps) == {"batchnorm", "layernorm", "none"}
+    assert all(ms["normgrad"] > 0 and ms["torch"] > 0 for ms in steps.values())

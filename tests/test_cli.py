@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -14,16 +15,39 @@ from normgrad.cli import main
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_demo_runs_and_passes_its_gradient_checks(capsys):
-    assert main(["demo", "--seed", "3"]) == 0
+def test_demo_quick_trains_checks_and_writes_a_report(tmp_path, capsys):
+    out_dir = tmp_path / "report"
+    assert main(["demo", "--quick", "--out", str(out_dir), "--seed", "3"]) == 0
     out = capsys.readouterr().out
-    assert "Gradient check" in out
-    for layer in ("batchnorm", "layernorm", "spatial", "groupnorm"):
-        assert layer in out
+    for text in ("no norm", "batch norm", "layer norm", "best val acc", "steps to", "Gradient checks"):
+        assert text in out
     assert "FAIL" not in out
-    # the large-mean table shows normgrad accurate and the naive formula not
-    errors = dict(re.findall(r"(normgrad|naive E\[x\^2\]-E\[x\]\^2)\s*│\s*([0-9.e+-]+)", out))
-    assert float(errors["normgrad"]) < 1e-3 < float(errors["naive E[x^2]-E[x]^2"])
+    page = (out_dir / "report.html").read_text()
+    images = re.findall(r'<img src="([^"]+)"', page)
+    assert {"curves.png", "activations.png", "batchnorm-graph.png"} <= set(images)
+    for name in images:
+        assert (out_dir / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+    for name in ("curves.svg", "activations.svg"):
+        assert (out_dir / name).read_text().lstrip().startswith("<?xml")
+    results = json.loads((out_dir / "results.json").read_text())
+    assert [r["label"] for r in results["runs"]] == ["no norm", "batch norm", "layer norm"]
+    for run in results["runs"]:
+        epochs = results["settings"]["epochs"]
+        assert len(run["val_acc_history"]) == epochs and len(run["activation_hist"]) == epochs + 1
+        assert len(run["loss_history"]) == epochs * run["iterations_per_epoch"]
+        assert 0 <= run["test_acc"] <= 1
+    assert all(row["ok"] for row in results["model_gradient_checks"])
+    errors = results["float32_large_mean_errors"]
+    assert errors["normgrad"] < 1e-3 < errors["naive E[x^2]-E[x]^2"]
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["demo", "--epochs", "0"], "--epochs"),
+    (["graph", "--out", "x.pdf"], ".svg or .png"),
+])
+def test_bad_options_exit_2_with_a_message(argv, message, capsys, tmp_path):
+    assert main(argv + (["--out", str(tmp_path)] if argv[0] == "demo" else [])) == 2
+    assert message in capsys.readouterr().err
 
 
 def test_unknown_command_is_a_usage_error(capsys):

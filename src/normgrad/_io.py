@@ -8,6 +8,12 @@ from pathlib import Path
 from typing import Callable
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path, write: Callable[[Path], None]) -> Path:
     """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it over ``path``.
 
@@ -19,6 +25,10 @@ def atomic_write(path, write: Callable[[Path], None]) -> Path:
     os.close(fd)
     tmp = Path(tmp)
     try:
+        # mkstemp makes the file private (0600); give it the mode a plain open() would
+        # (or the mode of the file it replaces)
+        mode = path.stat().st_mode & 0o777 if path.exists() else 0o666 & ~_umask()
+        os.chmod(tmp, mode)
         write(tmp)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())

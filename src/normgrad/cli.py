@@ -13,9 +13,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser(
-        "demo", help="the main job: a tour of batch norm's forward pass and gradient checks"
+        "demo", help="the main job: train a deep MLP without and with batch/layer norm, check "
+                     "gradients, write a report with plots"
     )
-    demo.add_argument("--seed", type=int, default=0, help="seed for every random choice")
+    demo.add_argument("--dataset", choices=("mnist1d", "digits"), default="mnist1d",
+                      help="data set, generated or shipped offline (default mnist1d)")
+    demo.add_argument("--epochs", type=int, help="epochs per model (default 40; 3 with --quick)")
+    demo.add_argument("--out", type=Path, default=Path("normgrad-report"),
+                      help="report directory (default ./normgrad-report)")
+    demo.add_argument("--quick", action="store_true", help="a small net on 600 examples: seconds, for tests")
+    demo.add_argument("--seed", type=int, default=0, help="seed for the data split, weights and shuffling")
 
     graph = sub.add_parser(
         "graph", help="render the annotated computational graph of a normalization layer"
@@ -38,9 +45,10 @@ def _parser() -> argparse.ArgumentParser:
 def _demo(args) -> int:
     from rich.console import Console
 
-    from .experiments import showcase
+    from .experiments import demo
 
-    return showcase.run(Console(), seed=args.seed)
+    return demo.run(Console(), dataset=args.dataset, epochs=args.epochs, out=args.out, quick=args.quick,
+                    seed=args.seed)
 
 
 def _graph(args) -> int:

@@ -200,6 +200,52 @@ def large_mean_errors(torch, n: int = 65536, d: int = 64) -> dict[str, float]:
     return {name: float(np.abs(out - ref).max()) for name, out in outs.items()}
 
 
+def train_step_times(torch, normalization: str = "batchnorm", batch: int = 50, hidden=(256,) * 7,
+                     input_dim: int = 40, classes: int = 10, repeats: int = 200) -> dict[str, float]:
+    """Median ms of one training step of the demo's MLP (forward, backward, Adam update):
+    ``FullyConnectedNet`` + ``Solver``'s update vs the same layers in PyTorch, float32,
+    both at the machine's thread count. Interleaved, after a warm-up."""
+    from .. import optim
+    from ..nn.models import FullyConnectedNet
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((batch, input_dim)).astype(np.float32)
+    y = rng.integers(classes, size=batch)
+    model = FullyConnectedNet(list(hidden), input_dim=input_dim, num_classes=classes, normalization=normalization,
+                              dropout_keep_ratio=0.9, weight_scale=0.05, seed=0)
+    configs = {k: {"learning_rate": 1e-3} for k in model.params}
+
+    def ours():
+        _, grads = model.loss(X, y)
+        for k, w in model.params.items():
+            model.params[k], configs[k] = optim.adam(w, grads[k], configs[k])
+
+    steps = {"normgrad": ours}
+    if torch is not None:
+        layers, dims = [], [input_dim, *hidden]
+        norm = {"batchnorm": torch.nn.BatchNorm1d, "layernorm": torch.nn.LayerNorm}.get(normalization)
+        for a, b in zip(dims[:-1], dims[1:]):
+            layers += [torch.nn.Linear(a, b)] + ([norm(b)] if norm else []) + [torch.nn.ReLU(), torch.nn.Dropout(0.1)]
+        net = torch.nn.Sequential(*layers, torch.nn.Linear(dims[-1], classes))
+        opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+        tX, ty = torch.from_numpy(X), torch.from_numpy(y)
+
+        def theirs():
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(net(tX), ty).backward()
+            opt.step()
+
+        steps["torch"] = theirs
+    times = {name: [] for name in steps}
+    for i in range(repeats + 10):
+        for name, step in steps.items():
+            t = time.perf_counter()
+            step()
+            if i >= 10:
+                times[name].append(time.perf_counter() - t)
+    return {name: 1e3 * float(np.median(t)) for name, t in times.items()}
+
+
 def machine() -> dict[str, str]:
     import numba
 
@@ -254,9 +300,18 @@ def run(console, quick: bool = False, json_path: Path | None = None) -> int:
         console.print(f"fused kernels, {label}: {secs:.2f}")
     console.print("float32 error at mean 1e4, std 1 (max |out - float64 reference|): "
                   + ", ".join(f"{k} {v:.2e}" for k, v in errors.items()))
+    step_ms = {norm or "none": train_step_times(torch, norm, repeats=20 if quick else 200)
+               for norm in ("batchnorm", "layernorm", None)}
+    table = Table(title="one training step of the demo MLP (8 layers, 256 wide, batch 50, float32, Adam; median ms)")
+    for col in ("normalization", "normgrad", "torch", "normgrad / torch"):
+        table.add_column(col, justify="left" if col == "normalization" else "right")
+    for norm, ms in step_ms.items():
+        ratio = f"{ms['normgrad'] / ms['torch']:.2f}x" if "torch" in ms else ""
+        table.add_row(norm, f"{ms['normgrad']:.3f}", f"{ms.get('torch', float('nan')):.3f}", ratio)
+    console.print(table)
     if json_path is not None:
         report = {"machine": info, "results": [asdict(r) for r in rows], "compile_seconds": compile_s,
-                  "float32_large_mean_error": errors}
+                  "float32_large_mean_error": errors, "train_step_ms": step_ms}
         atomic_write(json_path, lambda tmp: tmp.write_text(json.dumps(report, indent=2)))
         console.print(f"wrote {json_path}")
     return 0

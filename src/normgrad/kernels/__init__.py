@@ -47,6 +47,29 @@ def _impl():
     return _numpy if backend() == "numpy" else _numba
 
 
+# Below this many elements a parallel region costs more than it saves; worse, in a
+# training loop the OpenMP workers and BLAS's threads spin-wait for work after each
+# call and fight over the cores, which made a (100, 128) batch norm 70x slower
+# between two matmuls on a 2-core machine. Small calls run on the calling thread.
+PARALLEL_MIN_SIZE = 1 << 18
+
+
+def _call(name: str, size: int, *args):
+    """Run kernel ``name`` of the active backend, on one thread when ``size`` is small."""
+    impl = _impl()
+    kernel = getattr(impl, name)
+    if impl is _numpy or size >= PARALLEL_MIN_SIZE:
+        return kernel(*args)
+    import numba
+
+    threads = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        return kernel(*args)
+    finally:
+        numba.set_num_threads(threads)
+
+
 def _nchunks(n: int) -> int:
     """Work items per parallel loop: fixed for a given n, so results do not depend
     on the thread count (sums are added in the same order)."""
@@ -124,7 +147,7 @@ def batchnorm_forward(x, gamma, beta, *, training: bool, running_mean=None, runn
     x3, y = _as3d(x), _output(out, x)
     if training:
         v.enough_values(x.size // C, f"input of shape {x.shape}")
-        mean, invstd = _impl().channel_forward(x3, gamma, beta, eps, _as3d(y), _nchunks(x3.shape[0]))
+        mean, invstd = _call("channel_forward", x.size, x3, gamma, beta, eps, _as3d(y), _nchunks(x3.shape[0]))
         _finite_after((mean, invstd), ("x", x))
         return y, mean, invstd
     if running_mean is None or running_var is None:
@@ -135,7 +158,7 @@ def batchnorm_forward(x, gamma, beta, *, training: bool, running_mean=None, runn
         raise ValueError("running_var must be >= 0 everywhere")
     v.finite("x", x)  # no reduction in this mode to catch it
     invstd = 1.0 / np.sqrt(var + eps)
-    _impl().channel_affine(x3, mean, invstd, gamma, beta, _as3d(y), _nchunks(x3.shape[0]))
+    _call("channel_affine", x.size, x3, mean, invstd, gamma, beta, _as3d(y), _nchunks(x3.shape[0]))
     return y, mean, invstd
 
 
@@ -152,7 +175,7 @@ def batchnorm_backward(dy, x, gamma, mean, invstd, *, training: bool = True, out
     mean, invstd = _channel_vector("mean", mean, C), _channel_vector("invstd", invstd, C)
     dx = _output(out, x)
     x3 = _as3d(x)
-    dgamma, dbeta = _impl().channel_backward(_as3d(dy), x3, mean, invstd, gamma, bool(training), _as3d(dx),
+    dgamma, dbeta = _call("channel_backward", x.size, _as3d(dy), x3, mean, invstd, gamma, bool(training), _as3d(dx),
                                              _nchunks(x3.shape[0]))
     _finite_after((dgamma, dbeta), ("dy", dy), ("x", x))
     return dx, dgamma, dbeta
@@ -178,7 +201,7 @@ def groupnorm_forward(x, gamma, beta, G, *, eps: float = 1e-5, out=None):
     eps = v.eps_value(eps, x.dtype)
     y = _output(out, x)
     mean, invstd = np.empty((N, G)), np.empty((N, G))
-    _impl().row_forward(_as3d(x), gamma, beta, G, eps, _as3d(y), mean, invstd)
+    _call("row_forward", x.size, _as3d(x), gamma, beta, G, eps, _as3d(y), mean, invstd)
     _finite_after((mean, invstd), ("x", x))
     return y, mean, invstd
 
@@ -193,7 +216,7 @@ def groupnorm_backward(dy, x, gamma, G, mean, invstd, *, out=None):
     mean = np.ascontiguousarray(v.param_vector("mean", mean, ((N, G),)), dtype=np.float64)
     invstd = np.ascontiguousarray(v.param_vector("invstd", invstd, ((N, G),)), dtype=np.float64)
     dx = _output(out, x)
-    dgamma, dbeta = _impl().row_backward(_as3d(dy), _as3d(x), gamma, G, mean, invstd, _as3d(dx), _nchunks(N))
+    dgamma, dbeta = _call("row_backward", x.size, _as3d(dy), _as3d(x), gamma, G, mean, invstd, _as3d(dx), _nchunks(N))
     _finite_after((dgamma, dbeta), ("dy", dy), ("x", x))
     return dx, dgamma, dbeta
 
