@@ -34,6 +34,13 @@ def _parser() -> argparse.ArgumentParser:
     graph.add_argument("--out", type=Path, help="output .svg or .png (default normgrad-graph-NORM.svg)")
     graph.add_argument("--steps", action="store_true", help="print the backward pass gate by gate")
 
+    check = sub.add_parser(
+        "check", help="run your own CS231n-named norm functions against the reference and say what is wrong"
+    )
+    check.add_argument("file", type=Path, help="a .py file defining batchnorm_forward, batchnorm_backward, ...")
+    check.add_argument("--json", action="store_true", help="print the report as JSON")
+    check.add_argument("--timeout", type=float, default=10.0, help="seconds per function (default 10)")
+
     bench = sub.add_parser(
         "bench", help="fused kernels vs NumPy, PyTorch and the memory-copy bandwidth, as ratios"
     )
@@ -72,9 +79,25 @@ def _bench(args) -> int:
     return bench.run(Console(), quick=args.quick, json_path=args.json)
 
 
+def _check(args) -> int:
+    from rich.console import Console
+
+    from .diagnose import check_file
+    from .diagnose.render import print_report
+
+    if args.timeout <= 0:
+        raise ValueError(f"--timeout must be > 0, got {args.timeout}")
+    report = check_file(args.file, timeout=args.timeout)
+    if args.json:
+        print(report.dumps())
+    else:
+        print_report(Console(), report)
+    return report.exit_code
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    commands = {"demo": _demo, "graph": _graph, "bench": _bench}
+    commands = {"demo": _demo, "graph": _graph, "bench": _bench, "check": _check}
     try:
         return commands[args.command](args)
     except ValueError as err:  # bad options: say what is wrong, no traceback

@@ -1,0 +1,70 @@
+"""Child process of ``normgrad check``: load the user's file, run one function, write JSON.
+
+    python -m normgrad.diagnose._child FILE NAME RESULT.json
+
+NAME ``__discover__`` lists the CS231n-named functions the file defines. Whatever
+the user's code does (raise, sys.exit, print without end) ends up in RESULT.json or,
+if the process dies or hangs, is reported by the parent from the exit status.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+OUTPUT_CAP = 64 * 1024
+
+
+class _CappedStream:
+    """Passes the first OUTPUT_CAP characters through, then swallows the rest, cheaply."""
+
+    def __init__(self, stream):
+        self.stream, self.left, self.total = stream, OUTPUT_CAP, 0
+
+    def write(self, text):
+        self.total += len(text)
+        if self.left > 0:
+            self.stream.write(text[: self.left])
+            self.left -= len(text)
+        return len(text)
+
+    def flush(self):
+        self.stream.flush()
+
+    def isatty(self):
+        return False
+
+
+def _load(path: Path):
+    from .probe import describe_exception
+
+    sys.path.insert(0, str(path.parent))
+    spec = importlib.util.spec_from_file_location("user_solution", path)
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except (Exception, SystemExit) as err:  # noqa: BLE001 - the user's file may raise anything
+        return None, describe_exception(err, str(path))
+    return module, None
+
+
+def main(argv: list[str]) -> None:
+    from . import probe
+
+    path, name, result_path = Path(argv[0]).resolve(), argv[1], Path(argv[2])
+    sys.stdout, sys.stderr = _CappedStream(sys.stdout), _CappedStream(sys.stderr)
+    module, error = _load(path)
+    if error is not None:
+        result = {"load_error": error}
+    elif name == "__discover__":
+        result = {"functions": [f for f in probe.FUNCTIONS if callable(getattr(module, f, None))]}
+    else:
+        result = probe.run_function(vars(module), name, str(path))
+    result["output_chars"] = sys.stdout.total + sys.stderr.total
+    result_path.write_text(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,68 @@
+"""Run the user's file in child processes with a time limit and an output cap."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+KEEP_OUTPUT = 4096
+
+
+@dataclass
+class ChildResult:
+    result: dict | None  # what the child wrote, None if it died or hung
+    timed_out: bool
+    returncode: int | None
+    output: str  # the first KEEP_OUTPUT bytes the child printed
+    output_bytes: int  # how much it printed in all (that reached the pipe)
+
+
+def _drain(pipe, keep: bytearray, counter: list) -> None:
+    while True:
+        chunk = pipe.read(65536)
+        if not chunk:
+            return
+        counter[0] += len(chunk)
+        if len(keep) < KEEP_OUTPUT:
+            keep += chunk[: KEEP_OUTPUT - len(keep)]
+
+
+def run_child(path: Path, name: str, timeout: float) -> ChildResult:
+    """Run ``name`` of the user's file ``path`` in a fresh process; never wait longer than ``timeout``."""
+    with tempfile.TemporaryDirectory(prefix="normgrad-check-") as tmp:
+        result_path = Path(tmp) / "result.json"
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "normgrad.diagnose._child", str(path), name, str(result_path)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1", "MPLBACKEND": "Agg"},
+        )
+        keep, counter = bytearray(), [0]
+        reader = threading.Thread(target=_drain, args=(proc.stdout, keep, counter), daemon=True)
+        reader.start()
+        timed_out = False
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+        finally:  # the whole process group: children the user's code started go too
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+            proc.wait()
+        reader.join(timeout=5)
+        result = None
+        if not timed_out and result_path.exists():
+            try:
+                result = json.loads(result_path.read_text())
+            except (ValueError, OSError):
+                result = None
+        return ChildResult(result, timed_out, None if timed_out else proc.returncode,
+                           keep.decode("utf-8", "replace"), counter[0])
