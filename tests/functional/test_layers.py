@@ -103,43 +103,40 @@ def test_max_pool_gradient_and_torch(rng, size, stride):
     np.testing.assert_allclose(dx, tx.grad.numpy(), rtol=1e-12)
 
 
-@pytest.mark.parametrize("normalization", ["batchnorm", "layernorm"])
-def test_affine_norm_relu_sandwich(rng, normalization):
-    x, w, b = rng.standard_normal((5, 4)) + 2, rng.standard_normal((4, 6)), rng.standard_normal(6)
-    gamma, beta = rng.standard_normal(6), rng.standard_normal(6)
-
-    def f(x=x, w=w, b=b, gamma=gamma, beta=beta):
-        return L.affine_norm_relu_forward(x, w, b, gamma, beta, {"mode": "train"}, normalization)[0]
-
-    out, cache = L.affine_norm_relu_forward(x, w, b, gamma, beta, {"mode": "train"}, normalization)
+def _check_sandwich(rng, forward, backward, inputs: dict, normalization):
+    """Numeric check of every gradient a norm sandwich returns; inputs in return order."""
+    out, cache = forward(**inputs)
     dout = rng.standard_normal(out.shape)
-    grads = L.affine_norm_relu_backward(dout, cache)
-    for name, value, grad in zip(("x", "w", "b", "gamma", "beta"), (x, w, b, gamma, beta), grads):
-        numeric = _num(lambda a, name=name: f(**{name: a}), value, dout)
-        if name == "b" and normalization == "batchnorm":  # batch norm subtracts the bias right back out
-            assert np.abs(grad).max() < 1e-12 and np.abs(numeric).max() < 1e-9
-        else:
-            assert rel_error(grad, numeric) < 1e-7, name
-
-
-@pytest.mark.parametrize("normalization", ["batchnorm", "groupnorm"])
-def test_conv_norm_relu_sandwich(rng, normalization):
-    x, w, b = rng.standard_normal((3, 2, 4, 4)) + 1, rng.standard_normal((4, 2, 3, 3)), rng.standard_normal(4)
-    gamma, beta = rng.standard_normal(4), rng.standard_normal(4)
-    conv = {"stride": 1, "pad": 1}
-
-    def f(x=x, w=w, b=b, gamma=gamma, beta=beta):
-        return L.conv_norm_relu_forward(x, w, b, gamma, beta, conv, {"mode": "train"}, normalization, G=2)[0]
-
-    out, cache = L.conv_norm_relu_forward(x, w, b, gamma, beta, conv, {"mode": "train"}, normalization, G=2)
-    dout = rng.standard_normal(out.shape)
-    grads = L.conv_norm_relu_backward(dout, cache)
-    for name, value, grad in zip(("x", "w", "b", "gamma", "beta"), (x, w, b, gamma, beta), grads):
-        numeric = _num(lambda a, name=name: f(**{name: a}), value, dout)
+    grads = backward(dout, cache)
+    for (name, value), grad in zip(inputs.items(), grads):
+        numeric = _num(lambda a, name=name: forward(**{**inputs, name: a})[0], value, dout)
         if name == "b" and normalization == "batchnorm":  # batch norm subtracts the bias right back out
             assert np.abs(grad).max() < 1e-12 and np.abs(numeric).max() < 1e-9
         else:
             assert rel_error(grad.reshape(value.shape), numeric) < 1e-7, name
+
+
+@pytest.mark.parametrize("normalization", ["batchnorm", "layernorm"])
+def test_affine_norm_relu_sandwich(rng, normalization):
+    inputs = dict(x=rng.standard_normal((5, 4)) + 2, w=rng.standard_normal((4, 6)), b=rng.standard_normal(6),
+                  gamma=rng.standard_normal(6), beta=rng.standard_normal(6))
+
+    def forward(x, w, b, gamma, beta):
+        return L.affine_norm_relu_forward(x, w, b, gamma, beta, {"mode": "train"}, normalization)
+
+    _check_sandwich(rng, forward, L.affine_norm_relu_backward, inputs, normalization)
+
+
+@pytest.mark.parametrize("normalization", ["batchnorm", "groupnorm"])
+def test_conv_norm_relu_sandwich(rng, normalization):
+    inputs = dict(x=rng.standard_normal((3, 2, 4, 4)) + 1, w=rng.standard_normal((4, 2, 3, 3)),
+                  b=rng.standard_normal(4), gamma=rng.standard_normal(4), beta=rng.standard_normal(4))
+
+    def forward(x, w, b, gamma, beta):
+        return L.conv_norm_relu_forward(x, w, b, gamma, beta, {"stride": 1, "pad": 1}, {"mode": "train"},
+                                        normalization, G=2)
+
+    _check_sandwich(rng, forward, L.conv_norm_relu_backward, inputs, normalization)
 
 
 def test_conv_relu_pool_and_affine_relu_sandwiches(rng):
