@@ -1,1 +1,1 @@
-"""User-facing jobs: showcases, training studies and the reports they write."""
+"""User-facing jobs behind the command line: the demo, the graph walk-through, the benchmark, the checks they run."""
