@@ -112,6 +112,34 @@ def test_layernorm_matches_functional(rng, backend, shape, dtype):
     np.testing.assert_allclose(dbeta, rdb, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(17, 33), (5, 3, 7), (3, 4, 5, 6)])
+def test_split_batchnorm_over_shards_equals_whole_batch(rng, backend, shape, dtype):
+    """Statistics and gradient sums from uneven shards, combined, give the fused result."""
+    x, gamma, beta, dy = _data(rng, shape, dtype)
+    y, mean, invstd = K.batchnorm_forward(x, gamma, beta, training=True)
+    dx, dgamma, dbeta = K.batchnorm_backward(dy, x, gamma, mean, invstd)
+    cuts = [0, 1, 2, shape[0]]
+    shards = [slice(a, b) for a, b in zip(cuts, cuts[1:])]
+    counts = np.array([x[s].size // shape[1] for s in shards])
+    stats = [K.batchnorm_stats(x[s]) for s in shards]  # the first shard is one row
+    means = np.stack([m for m, _ in stats])
+    m2 = np.stack([v * c for (_, v), c in zip(stats, counts)])
+    g_mean = (counts[:, None] * means).sum(0) / counts.sum()
+    g_var = (m2.sum(0) + (counts[:, None] * (means - g_mean) ** 2).sum(0)) / counts.sum()
+    stat_tol = 1e-12 if dtype == np.float64 else 1e-6  # float32 data is centred in float32
+    np.testing.assert_allclose(g_mean, mean, rtol=stat_tol, atol=stat_tol)
+    np.testing.assert_allclose(1 / np.sqrt(g_var + 1e-5), invstd, rtol=stat_tol)
+    ys = [K.batchnorm_normalize(x[s], mean, invstd, gamma, beta) for s in shards]
+    np.testing.assert_array_equal(np.concatenate(ys), y)
+    sums = np.sum([K.batchnorm_grad_sums(dy[s], x[s], mean) for s in shards], axis=0)
+    np.testing.assert_allclose(sums[0], dbeta, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(sums[1] * invstd, dgamma, rtol=1e-10, atol=1e-10)
+    dxs = [K.batchnorm_grad_input(dy[s], x[s], mean, invstd, gamma, *sums, counts.sum()) for s in shards]
+    tol = _tol(dtype)
+    np.testing.assert_allclose(np.concatenate(dxs), dx, rtol=tol["rtol"], atol=tol["atol"] * np.abs(dx).max())
+
+
 def test_numba_and_numpy_paths_agree(rng):
     x, gamma, beta, dy = _data(rng, (33, 10, 4, 3), np.float32)
     results = {}
@@ -197,6 +225,9 @@ BAD = {
     "eps 0": (lambda: K.batchnorm_forward(X, G3, G3, training=True, eps=0.0), ValueError, "eps must be"),
     "G not dividing": (lambda: K.groupnorm_forward(np.ones((2, 4, 2)), np.ones(4), np.ones(4), 3), ValueError,
                        "positive divisor"),
+    "grad_input count 0": (lambda: K.batchnorm_grad_input(X, X, G3, G3, G3, G3, G3, 0), ValueError,
+                           "count must be positive"),
+    "grad_sums mean shape": (lambda: K.batchnorm_grad_sums(X, X, np.ones(4)), ValueError, r"mean must have shape"),
     "eval without stats": (lambda: K.batchnorm_forward(X, G3, G3, training=False), ValueError, "running_mean"),
     "negative running var": (lambda: K.batchnorm_forward(X, G3, G3, training=False, running_mean=G3,
                                                          running_var=-G3), ValueError, ">= 0"),

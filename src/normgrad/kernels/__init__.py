@@ -181,6 +181,67 @@ def batchnorm_backward(dy, x, gamma, mean, invstd, *, training: bool = True, out
     return dx, dgamma, dbeta
 
 
+# The split batch norm below is what a synchronized batch norm needs: local
+# statistics, exchanged and combined by the caller (normgrad.nn.sync), then the
+# elementwise passes with the global statistics.
+
+def batchnorm_stats(x):
+    """Per-channel mean and biased variance of x (N, C, *spatial) over N and the
+    spatial axes: two (C,) float64 arrays, from x.size // C values each."""
+    x = _input(x, 2)
+    x3 = _as3d(x)
+    mean, var = _call("channel_stats", x.size, x3, _nchunks(x3.shape[0]))
+    _finite_after((mean, var), ("x", x))
+    return mean, var
+
+
+def batchnorm_normalize(x, mean, invstd, gamma, beta, *, out=None):
+    """y = (x - mean) * invstd * gamma + beta per channel; x (N, C, *spatial), the rest (C,)."""
+    x = _input(x, 2)
+    C = x.shape[1]
+    vecs = [_channel_vector(n, a, C) for n, a in
+            (("mean", mean), ("invstd", invstd), ("gamma", gamma), ("beta", beta))]
+    y = _output(out, x)
+    _call("channel_affine", x.size, _as3d(x), *vecs, _as3d(y), _nchunks(x.shape[0]))
+    return y
+
+
+def batchnorm_grad_sums(dy, x, mean):
+    """Per-channel sum(dy) and sum(dy * (x - mean)): two (C,) float64 arrays.
+
+    Summed over every process of a synchronized batch norm they are dbeta and
+    dgamma / invstd of the whole batch."""
+    x = _input(x, 2)
+    dy = _upstream(dy, x)
+    mean = _channel_vector("mean", mean, x.shape[1])
+    sums = _call("channel_grad_sums", x.size, _as3d(dy), _as3d(x), mean, _nchunks(x.shape[0]))
+    _finite_after(sums, ("dy", dy), ("x", x))
+    return sums
+
+
+def batchnorm_grad_input(dy, x, mean, invstd, gamma, sum_dy, sum_dy_xmu, count: int, *, out=None):
+    """dx of a training-mode batch norm whose statistics came from ``count`` values
+    per channel (over all processes), given the sums from ``batchnorm_grad_sums``
+    added over all processes:
+
+        dx = gamma * invstd * (dy - sum_dy / count - (x - mean) * invstd**2 * sum_dy_xmu / count)
+
+    x, dy: (N, C, *spatial); the rest (C,). Returns dx in x's shape and dtype.
+    """
+    x = _input(x, 2)
+    C = x.shape[1]
+    dy = _upstream(dy, x)
+    mean, invstd, gamma, sum_dy, sum_dy_xmu = (_channel_vector(n, a, C) for n, a in (
+        ("mean", mean), ("invstd", invstd), ("gamma", gamma), ("sum_dy", sum_dy), ("sum_dy_xmu", sum_dy_xmu)))
+    count = v.integer_value("count", count)
+    if count < 1:
+        raise ValueError(f"count must be positive, got {count}")
+    dx = _output(out, x)
+    _call("channel_grad_input", x.size, _as3d(dy), _as3d(x), mean, gamma * invstd, sum_dy / count,
+          sum_dy_xmu * invstd**2 / count, _as3d(dx), _nchunks(x.shape[0]))
+    return dx
+
+
 def _groups(G, C) -> int:
     G = v.integer_value("G", G)
     if G < 1 or C % G:
@@ -251,6 +312,10 @@ __all__ = [
     "use_numpy",
     "batchnorm_forward",
     "batchnorm_backward",
+    "batchnorm_stats",
+    "batchnorm_normalize",
+    "batchnorm_grad_sums",
+    "batchnorm_grad_input",
     "groupnorm_forward",
     "groupnorm_backward",
     "layernorm_forward",

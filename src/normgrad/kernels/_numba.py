@@ -113,16 +113,12 @@ def channel_forward(x, gamma, beta, eps, y, nchunks):
 
 
 @njit(**_OPTS)
-def channel_backward(dy, x, mean, invstd, gamma, batch_stats, dx, nchunks):
-    """dx (into ``dx``), dgamma, dbeta for per-channel normalization of x (N, C, L).
-
-    With batch_stats the mean and variance paths are included; without (test
-    mode) x reaches y only through xhat.
-    """
+def channel_grad_sums(dy, x, mean, nchunks):
+    """Per-channel sum(dy) and sum(dy * (x - mean)) over x (N, C, L), float64."""
     N, C, L = x.shape
     sdy = np.empty((nchunks, C))
     sdyx = np.empty((nchunks, C))
-    x2, dy2, dx2 = x.reshape((N, C * L)), dy.reshape((N, C * L)), dx.reshape((N, C * L))
+    x2, dy2 = x.reshape((N, C * L)), dy.reshape((N, C * L))
     for k in prange(nchunks):
         a1 = sdy[k]
         a2 = sdyx[k]
@@ -150,24 +146,20 @@ def channel_backward(dy, x, mean, invstd, gamma, batch_stats, dx, nchunks):
                         b += g * (np.float64(row[i]) - m)
                     a1[c] += a
                     a2[c] += b
-    count = N * L
-    dbeta = np.empty(C)
-    dgamma = np.empty(C)
-    scale = np.empty(C)
-    c1 = np.empty(C)
-    c2 = np.empty(C)
+    t1 = np.zeros(C)
+    t2 = np.zeros(C)
     for c in range(C):
-        t1 = 0.0
-        t2 = 0.0
         for k in range(nchunks):
-            t1 += sdy[k, c]
-            t2 += sdyx[k, c]
-        dbeta[c] = t1
-        dgamma[c] = t2 * invstd[c]
-        # dx = gamma * invstd * (dy - mean(dy) - xhat * mean(dy * xhat))
-        scale[c] = gamma[c] * invstd[c]
-        c1[c] = t1 / count if batch_stats else 0.0
-        c2[c] = t2 * invstd[c] * invstd[c] / count if batch_stats else 0.0
+            t1[c] += sdy[k, c]
+            t2[c] += sdyx[k, c]
+    return t1, t2
+
+
+@njit(**_OPTS)
+def channel_grad_input(dy, x, mean, scale, c1, c2, dx, nchunks):
+    """dx = scale * (dy - c1 - (x - mean) * c2) per channel, all (N, C, L)."""
+    N, C, L = x.shape
+    x2, dy2, dx2 = x.reshape((N, C * L)), dy.reshape((N, C * L)), dx.reshape((N, C * L))
     for k in prange(nchunks):
         for n in range(k * N // nchunks, (k + 1) * N // nchunks):
             if L == 1:
@@ -188,6 +180,30 @@ def channel_backward(dy, x, mean, invstd, gamma, batch_stats, dx, nchunks):
                     b = c2[c]
                     for i in range(L):
                         out[i] = s * (np.float64(grow[i]) - a - (np.float64(row[i]) - m) * b)
+
+
+@njit(cache=True, nogil=True)
+def channel_backward(dy, x, mean, invstd, gamma, batch_stats, dx, nchunks):
+    """dx (into ``dx``), dgamma, dbeta for per-channel normalization of x (N, C, L).
+
+    With batch_stats the mean and variance paths are included; without (test
+    mode) x reaches y only through xhat.
+    """
+    N, C, L = x.shape
+    dbeta, t2 = channel_grad_sums(dy, x, mean, nchunks)
+    count = N * L
+    dgamma = np.empty(C)
+    scale = np.empty(C)
+    c1 = np.zeros(C)
+    c2 = np.zeros(C)
+    for c in range(C):
+        dgamma[c] = t2[c] * invstd[c]
+        # dx = gamma * invstd * (dy - mean(dy) - xhat * mean(dy * xhat))
+        scale[c] = gamma[c] * invstd[c]
+        if batch_stats:
+            c1[c] = dbeta[c] / count
+            c2[c] = t2[c] * invstd[c] * invstd[c] / count
+    channel_grad_input(dy, x, mean, scale, c1, c2, dx, nchunks)
     return dgamma, dbeta
 
 

@@ -1,4 +1,4 @@
-"""The NumPy path: the same five kernels as ``_numba.py``, same signatures.
+"""The NumPy path: the same kernels as ``_numba.py``, same signatures.
 
 Used when Numba is missing or the NumPy path is forced; tested against the
 Numba kernels and a float64 reference. Statistics come from
@@ -34,18 +34,26 @@ def channel_forward(x, gamma, beta, eps, y, nchunks):
     return mean, invstd
 
 
-def channel_backward(dy, x, mean, invstd, gamma, batch_stats, dx, nchunks):
-    c = (1, -1, 1)
-    xhat = _xhat(x, mean.reshape(c), invstd.reshape(c))
+def channel_grad_sums(dy, x, mean, nchunks):
     dy64 = dy.astype(np.float64)
-    dbeta = dy64.sum(axis=(0, 2))
-    dgamma = (dy64 * xhat).sum(axis=(0, 2))
-    if batch_stats:
-        count = x.shape[0] * x.shape[2]
-        dy64 -= (dbeta / count).reshape(c)
-        dy64 -= xhat * (dgamma / count).reshape(c)
-    dx[...] = dy64 * (gamma * invstd).reshape(c)
-    return dgamma, dbeta
+    xmu = x.astype(np.float64) - mean.reshape(1, -1, 1)
+    return dy64.sum(axis=(0, 2)), (dy64 * xmu).sum(axis=(0, 2))
+
+
+def channel_grad_input(dy, x, mean, scale, c1, c2, dx, nchunks):
+    c = (1, -1, 1)
+    xmu = x.astype(np.float64) - mean.reshape(c)
+    dx[...] = scale.reshape(c) * (dy.astype(np.float64) - c1.reshape(c) - xmu * c2.reshape(c))
+
+
+def channel_backward(dy, x, mean, invstd, gamma, batch_stats, dx, nchunks):
+    dbeta, t2 = channel_grad_sums(dy, x, mean, nchunks)
+    count = x.shape[0] * x.shape[2]
+    zero = np.zeros_like(dbeta)
+    c1 = dbeta / count if batch_stats else zero
+    c2 = t2 * invstd**2 / count if batch_stats else zero
+    channel_grad_input(dy, x, mean, gamma * invstd, c1, c2, dx, nchunks)
+    return t2 * invstd, dbeta
 
 
 def _grouped(a, G):
