@@ -80,3 +80,24 @@ def normalize_backward(dxhat: np.ndarray, xhat: np.ndarray, ivar: np.ndarray, ax
     dx -= xhat * reduce_mean(dxhat * xhat, axes)
     dx *= ivar
     return dx
+
+
+def combine_moments(counts: np.ndarray, means: np.ndarray, m2s: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
+    """Merge per-part statistics into those of the whole (Chan, Golub & LeVeque).
+
+    Inputs (float64):
+    - counts: (K,) values per channel in each part; a part may be empty (0)
+    - means, m2s: (K, C) mean and centred sum of squares of each part
+    Returns the total count, the mean (C,) and the centred sum of squares (C,)
+    of the union. The between-part term sum_k n_k (mean_k - mean)^2 uses only
+    differences of means, so parts with a large common mean lose nothing, and
+    uneven parts are weighted exactly.
+    """
+    counts = np.asarray(counts, dtype=np.float64)
+    total = counts.sum()
+    if total == 0:
+        return 0, np.zeros(means.shape[1]), np.zeros(means.shape[1])
+    w = counts[:, None]
+    mean = (w * means).sum(axis=0) / total
+    m2 = m2s.sum(axis=0) + (w * np.square(means - mean)).sum(axis=0)
+    return int(total), mean, m2

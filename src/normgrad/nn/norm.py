@@ -75,7 +75,8 @@ class _BatchNorm(_NormBase):
         if batch_stats:
             y, mean, invstd = kernels.batchnorm_forward(x, gamma, beta, training=True, eps=self.eps)
             if self.training and self.track_running_stats:
-                self._update_running(x, mean, invstd)
+                # the biased batch variance the kernel used
+                self._update_running(x.size // self.num_features, mean, 1.0 / invstd**2 - self.eps)
         else:
             y, mean, invstd = kernels.batchnorm_forward(
                 x, gamma, beta, training=False, eps=self.eps,
@@ -83,9 +84,8 @@ class _BatchNorm(_NormBase):
         self._saved = (x, mean, invstd, batch_stats)
         return y
 
-    def _update_running(self, x, mean, invstd):
-        count = x.size // self.num_features
-        var = 1.0 / invstd**2 - self.eps  # the biased batch variance the kernel used
+    def _update_running(self, count: int, mean, var):
+        """Fold one batch's mean and biased variance (from ``count`` values per channel) into the running stats."""
         unbiased = var * count / (count - 1)
         b = self.buffers
         b["num_batches_tracked"] = np.array(int(b["num_batches_tracked"]) + 1, dtype=np.int64)

@@ -1,0 +1,27 @@
+"""PyTorch interop: normgrad's batch norm as drop-in ``torch.nn`` modules, and a
+``SyncBatchNorm`` that synchronizes statistics across processes on CPU (gloo)
+as well as GPU (NCCL).
+
+- ``BatchNorm1d/2d/3d``: subclasses of ``torch.nn.BatchNorm*d`` (same arguments,
+  buffers, state dict, train/eval) whose CPU float32/float64 work runs on
+  normgrad's fused kernels; ``batch_norm`` is the functional form.
+- ``SyncBatchNorm``: a subclass of ``torch.nn.SyncBatchNorm`` that also runs on
+  CPU tensors: two all-reduces per training step (statistics, gradient sums).
+- ``TorchCommunicator``: ``torch.distributed`` behind the small interface that
+  ``normgrad.nn.distributed`` uses for NumPy models.
+
+Needs PyTorch (``pip install 'normgrad[torch]'``); nothing else in normgrad
+imports it.
+"""
+
+from importlib.util import find_spec
+
+if find_spec("torch") is None:  # say how to fix it, rather than fail deep inside
+    raise ImportError("normgrad.torch needs PyTorch: pip install 'normgrad[torch]'")
+
+from .distributed import TorchCommunicator
+from .functional import batch_norm
+from .modules import BatchNorm1d, BatchNorm2d, BatchNorm3d, SyncBatchNorm, convert_batchnorm
+
+__all__ = ["BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "SyncBatchNorm", "convert_batchnorm", "batch_norm",
+           "TorchCommunicator"]

@@ -1,0 +1,245 @@
+"""Batch norm as a ``torch.autograd.Function`` on normgrad's kernels.
+
+CPU float32/float64 tensors go through ``normgrad.kernels`` (zero-copy NumPy
+views); other devices and dtypes through the same formulas in torch operations,
+in float64. Either way the per-channel statistics are float64 NumPy arrays, so
+the synchronized exchange (``normgrad.nn.distributed``) is shared with the NumPy
+modules.
+
+Shapes: input (N, C, *spatial); weight, bias, running stats (C,).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch.autograd.function import once_differentiable
+
+from .. import kernels
+from ..functional import _validate as v
+from ..nn.distributed import Communicator, sync_batch_stats, sync_grad_sums
+
+# Tests set this to run the device-generic path (the one CUDA tensors take) on CPU.
+FORCE_TORCH_OPS = False
+
+
+def _np(t: torch.Tensor) -> np.ndarray:
+    """A NumPy view of a CPU tensor (a contiguous copy only when it is not contiguous)."""
+    return t.detach().contiguous().numpy()
+
+
+def _channel(vec: np.ndarray, like: torch.Tensor) -> torch.Tensor:
+    """A (C,) float64 array as a float64 tensor on like's device, shaped (1, C, 1, ...)."""
+    return torch.as_tensor(vec, dtype=torch.float64, device=like.device).view(1, -1, *[1] * (like.dim() - 2))
+
+
+def _reduce_dims(x: torch.Tensor) -> list[int]:
+    return [0, *range(2, x.dim())]
+
+
+class _KernelOps:
+    """CPU float32/float64: the fused Numba kernels on NumPy views."""
+
+    @staticmethod
+    def forward_train(x, gamma, beta, eps):
+        y = torch.empty_like(x, memory_format=torch.contiguous_format)
+        _, mean, invstd = kernels.batchnorm_forward(_np(x), gamma, beta, training=True, eps=eps, out=y.numpy())
+        return y, mean, 1.0 / invstd**2 - eps
+
+    @staticmethod
+    def forward_eval(x, gamma, beta, running_mean, running_var, eps):
+        y = torch.empty_like(x, memory_format=torch.contiguous_format)
+        kernels.batchnorm_forward(_np(x), gamma, beta, training=False, running_mean=running_mean,
+                                  running_var=running_var, eps=eps, out=y.numpy())
+        return y
+
+    @staticmethod
+    def stats(x):
+        return kernels.batchnorm_stats(_np(x))
+
+    @staticmethod
+    def normalize(x, mean, invstd, gamma, beta):
+        y = torch.empty_like(x, memory_format=torch.contiguous_format)
+        kernels.batchnorm_normalize(_np(x), mean, invstd, gamma, beta, out=y.numpy())
+        return y
+
+    @staticmethod
+    def backward(dy, x, gamma, mean, invstd, training):
+        dx = torch.empty_like(x, memory_format=torch.contiguous_format)
+        _, dgamma, dbeta = kernels.batchnorm_backward(_np(dy), _np(x), gamma, mean, invstd, training=training,
+                                                      out=dx.numpy())
+        return dx, dgamma, dbeta
+
+    @staticmethod
+    def grad_sums(dy, x, mean):
+        return kernels.batchnorm_grad_sums(_np(dy), _np(x), mean)
+
+    @staticmethod
+    def grad_input(dy, x, mean, invstd, gamma, sum_dy, sum_dy_xmu, count):
+        dx = torch.empty_like(x, memory_format=torch.contiguous_format)
+        kernels.batchnorm_grad_input(_np(dy), _np(x), mean, invstd, gamma, sum_dy, sum_dy_xmu, count,
+                                     out=dx.numpy())
+        return dx
+
+
+class _TorchOps:
+    """Any device or floating dtype: the same formulas in torch operations, in float64."""
+
+    @staticmethod
+    def stats(x):
+        if not x.is_floating_point():
+            raise TypeError(f"x must be a floating-point tensor, got dtype {x.dtype}")
+        var, mean = torch.var_mean(x.detach().double(), dim=_reduce_dims(x), correction=0)
+        mean, var = mean.cpu().numpy(), var.cpu().numpy()
+        if not (np.isfinite(mean).all() and np.isfinite(var).all()):
+            raise ValueError("x contains NaN or Inf (its batch statistics are not finite)")
+        return mean, var
+
+    @staticmethod
+    def normalize(x, mean, invstd, gamma, beta):
+        return ((x.detach().double() - _channel(mean, x)) * _channel(invstd * gamma, x) + _channel(beta, x)).to(x.dtype)
+
+    @classmethod
+    def forward_train(cls, x, gamma, beta, eps):
+        mean, var = cls.stats(x)
+        return cls.normalize(x, mean, 1.0 / np.sqrt(var + eps), gamma, beta), mean, var
+
+    @classmethod
+    def forward_eval(cls, x, gamma, beta, running_mean, running_var, eps):
+        if not torch.isfinite(x).all():
+            raise ValueError("x contains NaN or Inf")
+        return cls.normalize(x, running_mean, 1.0 / np.sqrt(running_var + eps), gamma, beta)
+
+    @staticmethod
+    def grad_sums(dy, x, mean):
+        dy64 = dy.double()
+        dims = _reduce_dims(x)
+        sums = dy64.sum(dims).cpu().numpy(), (dy64 * (x.detach().double() - _channel(mean, x))).sum(dims).cpu().numpy()
+        if not (np.isfinite(sums[0]).all() and np.isfinite(sums[1]).all()):
+            raise ValueError("dy contains NaN or Inf (its sums are not finite)")
+        return sums
+
+    @staticmethod
+    def grad_input(dy, x, mean, invstd, gamma, sum_dy, sum_dy_xmu, count):
+        xmu = x.detach().double() - _channel(mean, x)
+        inner = dy.double() - _channel(sum_dy / count, x) - xmu * _channel(sum_dy_xmu * invstd**2 / count, x)
+        return (_channel(gamma * invstd, x) * inner).to(x.dtype)
+
+    @classmethod
+    def backward(cls, dy, x, gamma, mean, invstd, training):
+        sum_dy, sum_dy_xmu = cls.grad_sums(dy, x, mean)
+        count = x.numel() // x.shape[1]
+        if not training:  # statistics were constants: no mean or variance path
+            zero = np.zeros_like(sum_dy)
+            return cls.grad_input(dy, x, mean, invstd, gamma, zero, zero, count), sum_dy_xmu * invstd, sum_dy
+        return cls.grad_input(dy, x, mean, invstd, gamma, sum_dy, sum_dy_xmu, count), sum_dy_xmu * invstd, sum_dy
+
+
+def _ops(x: torch.Tensor):
+    if not FORCE_TORCH_OPS and x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64):
+        return _KernelOps
+    return _TorchOps
+
+
+def _vector(name: str, t, C: int, default: float) -> np.ndarray:
+    """A per-channel tensor (or None) as a (C,) float64 NumPy array."""
+    if t is None:
+        return np.full(C, default)
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{name} must be a tensor or None, got {type(t).__name__}")
+    if tuple(t.shape) != (C,):
+        raise ValueError(f"{name} must have shape ({C},) to match the input's {C} channels, got {tuple(t.shape)}")
+    return t.detach().double().cpu().numpy()
+
+
+def _expected_channels(x, *per_channel) -> int:
+    """The channel count the parameters say, else the input's (0 if it has no axis 1)."""
+    for t in per_channel:
+        if isinstance(t, torch.Tensor) and t.dim() == 1:
+            return t.shape[0]
+    return x.shape[1] if x.dim() >= 2 else 0
+
+
+def _fold_running(buf: torch.Tensor, value: np.ndarray, momentum: float) -> None:
+    """buf = (1 - momentum) * buf + momentum * value, computed in float64, in place."""
+    with torch.no_grad():
+        new = (1.0 - momentum) * buf.double() + momentum * torch.as_tensor(value, device=buf.device)
+        buf.copy_(new)
+
+
+class _BatchNormFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, weight, bias, running_mean, running_var, training, momentum, eps, comm):
+        ops = _ops(x)
+        synced = training and comm is not None
+        # Synchronized: every check on x happens inside the exchange, so a bad
+        # input on one rank stops all ranks instead of leaving them waiting.
+        C = _expected_channels(x, weight, bias, running_mean, running_var) if synced else x.shape[1]
+        if synced:
+            count, mean, var = sync_batch_stats(comm, tuple(x.shape), C, lambda: ops.stats(x))
+        gamma, beta = _vector("weight", weight, C, 1.0), _vector("bias", bias, C, 0.0)
+        count = count if synced else x.numel() // C
+        if synced:
+            y = ops.normalize(x, mean, 1.0 / np.sqrt(var + eps), gamma, beta) if x.numel() else x.detach().clone()
+        elif training:
+            v.enough_values(count, f"input of shape {tuple(x.shape)}")
+            y, mean, var = ops.forward_train(x, gamma, beta, eps)
+        else:
+            mean, var = _vector("running_mean", running_mean, C, 0.0), _vector("running_var", running_var, C, 1.0)
+            if (var < 0).any():
+                raise ValueError("running_var must be >= 0 everywhere")
+            y = ops.forward_eval(x, gamma, beta, mean, var, eps) if x.numel() else x.detach().clone()
+        if training:
+            for buf, value in ((running_mean, mean), (running_var, var * count / (count - 1))):
+                if buf is not None:
+                    _vector("running statistics", buf, C, 0.0)
+                    _fold_running(buf, value, momentum)
+        ctx.save_for_backward(x)
+        param_dtypes = (None if weight is None else weight.dtype, None if bias is None else bias.dtype)
+        ctx.saved = (gamma, mean, 1.0 / np.sqrt(var + eps), count, training, comm, param_dtypes)
+        return y
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, dy):
+        (x,) = ctx.saved_tensors
+        gamma, mean, invstd, count, training, comm, (weight_dtype, bias_dtype) = ctx.saved
+        ops = _ops(x)
+        C = x.shape[1]
+        if training and comm is not None:
+            sums = (lambda: ops.grad_sums(dy, x, mean)) if x.numel() else None
+            (sum_dy, sum_dy_xmu), total = sync_grad_sums(comm, C, sums)
+            dx = ops.grad_input(dy, x, mean, invstd, gamma, *total, count) if x.numel() else torch.zeros_like(x)
+            dgamma, dbeta = sum_dy_xmu * invstd, sum_dy
+        elif x.numel():
+            dx, dgamma, dbeta = ops.backward(dy, x, gamma, mean, invstd, training)
+        else:
+            dx, dgamma, dbeta = torch.zeros_like(x), np.zeros(C), np.zeros(C)
+        dweight = None if weight_dtype is None else torch.as_tensor(dgamma, dtype=weight_dtype, device=x.device)
+        dbias = None if bias_dtype is None else torch.as_tensor(dbeta, dtype=bias_dtype, device=x.device)
+        return dx, dweight, dbias, None, None, None, None, None, None
+
+
+def batch_norm(input, running_mean, running_var, weight=None, bias=None, training: bool = False,
+               momentum: float = 0.1, eps: float = 1e-5, *, comm: Communicator | None = None):
+    """``torch.nn.functional.batch_norm`` on normgrad's kernels (same arguments).
+
+    input: (N, C, *spatial); weight, bias, running_mean, running_var: (C,) or None.
+    In training, the running statistics (when given) are updated in place with the
+    batch mean and the unbiased batch variance. ``comm`` (keyword only) makes the
+    training statistics those of the global batch over its ranks.
+    Differentiable once with respect to input, weight and bias.
+    """
+    if not isinstance(input, torch.Tensor):
+        raise TypeError(f"input must be a torch.Tensor, got {type(input).__name__}")
+    if comm is None or not training:  # else checked inside the exchange, on every rank at once
+        if input.dim() < 2:
+            raise ValueError(f"expected input of shape (N, C, ...), got {tuple(input.shape)}")
+        if not input.is_floating_point():
+            raise TypeError(f"input must be a floating-point tensor, got dtype {input.dtype}")
+    eps = v.eps_value(eps)
+    momentum = v.momentum_value(momentum)
+    if not training and (running_mean is None or running_var is None):
+        raise ValueError("running_mean and running_var are needed when training=False")
+    return _BatchNormFunction.apply(input, weight, bias, running_mean, running_var, bool(training), momentum, eps,
+                                    comm)

@@ -1,0 +1,124 @@
+"""Drop-in ``torch.nn`` batch-norm modules on normgrad's kernels.
+
+Each class subclasses its PyTorch counterpart, so arguments, parameters,
+buffers, state dicts, ``train()/eval()``, ``isinstance`` checks and printing are
+PyTorch's own; only ``forward`` is replaced.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from .distributed import TorchCommunicator, _timedelta
+from .functional import batch_norm
+
+
+class _KernelForward:
+    """``torch.nn.modules.batchnorm._BatchNorm.forward``'s bookkeeping (momentum
+    None = cumulative average, num_batches_tracked, when batch statistics are
+    used), with normgrad's ``batch_norm`` doing the work."""
+
+    def _communicator(self):
+        return None
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        batch_stats = self.training or (self.running_mean is None and self.running_var is None)
+        comm = self._communicator() if batch_stats else None
+        if comm is None:  # synchronized: checked inside the exchange, so every rank hears of a bad input
+            self._check_input_dim(input)
+        factor = 0.0 if self.momentum is None else self.momentum
+        if self.training and self.track_running_stats and self.num_batches_tracked is not None:
+            self.num_batches_tracked.add_(1)
+            factor = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
+        keep_running = not self.training or self.track_running_stats
+        return batch_norm(input, self.running_mean if keep_running else None,
+                          self.running_var if keep_running else None, self.weight, self.bias, batch_stats,
+                          factor, self.eps, comm=comm)
+
+
+class BatchNorm1d(_KernelForward, torch.nn.BatchNorm1d):
+    """``torch.nn.BatchNorm1d`` on normgrad's kernels. input: (N, C) or (N, C, L)."""
+
+
+class BatchNorm2d(_KernelForward, torch.nn.BatchNorm2d):
+    """``torch.nn.BatchNorm2d`` on normgrad's kernels. input: (N, C, H, W)."""
+
+
+class BatchNorm3d(_KernelForward, torch.nn.BatchNorm3d):
+    """``torch.nn.BatchNorm3d`` on normgrad's kernels. input: (N, C, D, H, W)."""
+
+
+class SyncBatchNorm(_KernelForward, _BatchNorm):
+    """``torch.nn.SyncBatchNorm``'s interface, also on CPU tensors (gloo), and on GPU (NCCL).
+
+    Not a subclass of ``torch.nn.SyncBatchNorm``: DistributedDataParallel refuses
+    any such layer in a CPU model ("SyncBatchNorm layers only work with GPU
+    modules"); same state dict keys, arguments and ``convert_sync_batchnorm``.
+
+    In training, with ``torch.distributed`` initialized and more than one rank in
+    ``process_group`` (None = the default group), the batch statistics are those of
+    the global batch: one all-reduce of per-channel (count, mean, centred sum of
+    squares) in forward, merged with Chan's formula, and one of (sum dy,
+    sum dy * xhat) in backward. Ranks may hold uneven shards, an empty one
+    included. Otherwise it is plain batch norm, as PyTorch's is.
+
+    Extra keyword ``timeout`` (seconds or timedelta): how long each all-reduce waits
+    for the peers before raising ``normgrad.nn.distributed.SyncError``; None uses
+    the process group's timeout. Weight and bias gradients cover this rank's
+    shard, as in PyTorch (DistributedDataParallel sums them).
+    input: (N, C, *spatial).
+    """
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1, affine: bool = True,
+                 track_running_stats: bool = True, process_group=None, device=None, dtype=None, *, timeout=None):
+        super().__init__(num_features, eps, momentum, affine, track_running_stats, device, dtype)
+        self.process_group = process_group
+        self.timeout = _timedelta(timeout)
+
+    def _check_input_dim(self, input):
+        if input.dim() < 2:
+            raise ValueError(f"expected at least 2D input (got {input.dim()}D input)")
+
+    def _communicator(self):
+        if not (self.training and dist.is_available() and dist.is_initialized()):
+            return None
+        comm = TorchCommunicator(self.process_group, self.timeout)
+        return comm if comm.world_size > 1 else None
+
+    @classmethod
+    def convert_sync_batchnorm(cls, module: torch.nn.Module, process_group=None, *, timeout=None) -> torch.nn.Module:
+        """Replace every batch-norm layer in ``module`` (``torch.nn.BatchNorm*d`` or
+        normgrad's) by this class, sharing its parameters and buffers. Returns the
+        converted module, like ``torch.nn.SyncBatchNorm.convert_sync_batchnorm``."""
+        return _swap(module, (_BatchNorm,), lambda bn: cls(
+            bn.num_features, bn.eps, bn.momentum, bn.affine, bn.track_running_stats, process_group,
+            timeout=timeout))
+
+
+def convert_batchnorm(module: torch.nn.Module) -> torch.nn.Module:
+    """Replace every ``torch.nn.BatchNorm1d/2d/3d`` in ``module`` by normgrad's
+    kernel-backed class of the same kind, sharing parameters and buffers."""
+    kinds = {torch.nn.BatchNorm1d: BatchNorm1d, torch.nn.BatchNorm2d: BatchNorm2d, torch.nn.BatchNorm3d: BatchNorm3d}
+    return _swap(module, tuple(kinds), lambda bn: kinds[type(bn)](
+        bn.num_features, bn.eps, bn.momentum, bn.affine, bn.track_running_stats), exact=True)
+
+
+def _swap(module, kinds, make, exact: bool = False):
+    """Recursively replace modules of ``kinds`` (exactly those types if ``exact``)
+    by ``make(old)``, moving the old one's parameters, buffers and mode over."""
+    hit = type(module) in kinds if exact else isinstance(module, kinds) and not isinstance(module, SyncBatchNorm)
+    out = module
+    if hit:
+        out = make(module)
+        if module.affine:
+            out.weight, out.bias = module.weight, module.bias
+        out.running_mean, out.running_var = module.running_mean, module.running_var
+        out.num_batches_tracked = module.num_batches_tracked
+        out.train(module.training)
+        if hasattr(module, "qconfig"):
+            out.qconfig = module.qconfig
+    for name, child in module.named_children():
+        out.add_module(name, _swap(child, kinds, make, exact))
+    return out
