@@ -14,7 +14,7 @@ import normgrad.torch as nt
 from normgrad.experiments.data_parallel import train
 from normgrad.nn.distributed import LocalCommunicator, shard_bounds
 
-from ._ranks import run_ranks
+from normgrad.torch.launch import run_local
 
 SHARDS = (9, 14)
 TRAIN = dict(hidden=(16, 16), steps=8, batch_size=sum(SHARDS), learning_rate=1e-2, record_params=True)
@@ -32,10 +32,10 @@ def _numpy_worker(rank, world):
     return dict(losses=result["losses"], params=result["params"], calls=comm.calls)
 
 
-def test_numpy_mlp_data_parallel_follows_single_process(tmp_path):
+def test_numpy_mlp_data_parallel_follows_single_process():
     X, y = _data()
     single = train(LocalCommunicator(), X, y, **TRAIN)
-    results = run_ranks(_numpy_worker, len(SHARDS), tmp_path)
+    results = run_local(_numpy_worker, len(SHARDS))
     for res in results:
         np.testing.assert_allclose(res["losses"], single["losses"], rtol=1e-12)
         for step, (got, want) in enumerate(zip(res["params"], single["params"])):
@@ -74,9 +74,36 @@ def _ddp_worker(rank, world):
     return {k.removeprefix("module."): v for k, v in state.items()}
 
 
-def test_torch_ddp_with_sync_batchnorm_follows_single_process(tmp_path):
+def test_torch_ddp_with_sync_batchnorm_follows_single_process():
     want = _torch_steps(copy.deepcopy(_torch_model()), slice(None), 1)
-    for state in run_ranks(_ddp_worker, len(SHARDS), tmp_path):
+    for state in run_local(_ddp_worker, len(SHARDS)):
         assert state.keys() == want.keys()
         for key in want:
             np.testing.assert_allclose(state[key], want[key], rtol=1e-10, atol=1e-12, err_msg=key)
+
+
+def _example_worker(rank, world):
+    import contextlib
+    import importlib.util
+    import io
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "examples" / "data_parallel.py"
+    spec = importlib.util.spec_from_file_location("data_parallel_example", path)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        example.main(["--steps", "20", "--every", "10", "--timeout", "20"])
+    return out.getvalue()
+
+
+def test_example_runs_on_two_processes():
+    """examples/data_parallel.py as torchrun would run it (the group made by the harness instead)."""
+    printed, silent = run_local(_example_worker, 2)
+    assert silent == ""  # only rank 0 prints
+    assert "rows of each batch of 64 per rank: [21, 43]" in printed
+    assert "5 all-reduces per step on this rank" in printed
+    diff = float(printed.split("max difference ")[1].split()[0])
+    assert diff < 1e-10, printed
+    assert printed.count("validation accuracy") == 2

@@ -15,7 +15,7 @@ import torch
 import normgrad.torch as nt
 from normgrad.nn.distributed import SyncError
 
-from ._ranks import run_ranks
+from normgrad.torch.launch import run_local
 
 C = 4
 STEPS = 3
@@ -153,15 +153,15 @@ def _cases(shards):
 
 
 @pytest.mark.parametrize("shards", [(5, 17), (5, 17, 1)], ids=["2 ranks", "3 ranks"])
-def test_sync_batchnorm_equals_batchnorm_on_concatenated_batch(tmp_path, shards):
+def test_sync_batchnorm_equals_batchnorm_on_concatenated_batch(shards):
     cases = _cases(shards)
-    results = run_ranks(_sync_worker, len(shards), tmp_path, cases)
+    results = run_local(_sync_worker, len(shards), cases)
     _check_against_reference(results, cases)
 
 
-def test_rank_with_empty_shard_takes_part(tmp_path):
+def test_rank_with_empty_shard_takes_part():
     cases = [_case("empty-middle", (5, 0, 4)), _case("empty-first-2d", (0, 3, 2), tail=(2, 2), dtype="float32")]
-    results = run_ranks(_sync_worker, 3, tmp_path, cases)
+    results = run_local(_sync_worker, 3, cases)
     _check_against_reference(results, cases)
     assert results[1]["empty-middle"]["steps"][0]["y"].shape == (0, C)
 
@@ -189,8 +189,8 @@ def _error_worker(rank, world):
     return messages
 
 
-def test_bad_input_on_one_rank_raises_clearly_on_every_rank(tmp_path):
-    m = run_ranks(_error_worker, 3, tmp_path)
+def test_bad_input_on_one_rank_raises_clearly_on_every_rank():
+    m = run_local(_error_worker, 3)
     assert "expected input of shape (N, 4, ...), got (3, 5)" in m[1]["channels"]
     for r in (0, 2):
         assert m[r]["channels"].startswith("SyncError") and "rank 1 of 3: its input has 5 channels" in m[r]["channels"]
@@ -217,8 +217,8 @@ def _dying_worker(rank, world, how):
 
 
 @pytest.mark.parametrize("how", ["exit", "stall"])
-def test_lost_peer_gives_an_error_not_a_hang(tmp_path, how):
-    results = run_ranks(_dying_worker, 2, tmp_path, how, deadline=60, allow_missing=(1,))
+def test_lost_peer_gives_an_error_not_a_hang(how):
+    results = run_local(_dying_worker, 2, how, deadline=60, allow_missing=(1,))
     message = results[0]
     assert "rank 0 of 2" in message and "a peer died" in message, message
     assert float(message.split("s ")[0]) < 8, message  # the 3 s timeout, not the 30 s group one

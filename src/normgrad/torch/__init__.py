@@ -9,6 +9,8 @@ as well as GPU (NCCL).
   CPU tensors: two all-reduces per training step (statistics, gradient sums).
 - ``TorchCommunicator``: ``torch.distributed`` behind the small interface that
   ``normgrad.nn.distributed`` uses for NumPy models.
+- ``run_local``: run a function on several local processes (gloo, 127.0.0.1),
+  bounded in time; for tests and benchmarks.
 
 Needs PyTorch (``pip install 'normgrad[torch]'``); nothing else in normgrad
 imports it.
@@ -21,7 +23,8 @@ if find_spec("torch") is None:  # say how to fix it, rather than fail deep insid
 
 from .distributed import TorchCommunicator
 from .functional import batch_norm
+from .launch import RankFailed, run_local
 from .modules import BatchNorm1d, BatchNorm2d, BatchNorm3d, SyncBatchNorm, convert_batchnorm
 
 __all__ = ["BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "SyncBatchNorm", "convert_batchnorm", "batch_norm",
-           "TorchCommunicator"]
+           "TorchCommunicator", "run_local", "RankFailed"]
