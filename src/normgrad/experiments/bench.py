@@ -8,6 +8,9 @@ so drifts in machine load hit all alike), after a warm-up, reporting medians:
 - torch 1t / 2t: ``F.batch_norm`` + autograd, when PyTorch is installed
 - copy 1t / 2t: a memory copy of x, the bandwidth reference
 
+Then, with PyTorch installed: SyncBatchNorm on 2 local processes against plain
+batch norm on the same shard, and the all-reduce calls per step (``bench_sync``).
+
 Effective bandwidth counts the five arrays a forward + backward must move (read x,
 write y; read x and dy, write dx). "of copy" is that bandwidth over the copy's
 (two arrays) at the same thread count.
@@ -309,9 +312,30 @@ def run(console, quick: bool = False, json_path: Path | None = None) -> int:
         ratio = f"{ms['normgrad'] / ms['torch']:.2f}x" if "torch" in ms else ""
         table.add_row(norm, f"{ms['normgrad']:.3f}", f"{ms.get('torch', float('nan')):.3f}", ratio)
     console.print(table)
+    sync = _sync_table(console, quick) if torch is not None else []
     if json_path is not None:
         report = {"machine": info, "results": [asdict(r) for r in rows], "compile_seconds": compile_s,
-                  "float32_large_mean_error": errors, "train_step_ms": step_ms}
+                  "float32_large_mean_error": errors, "train_step_ms": step_ms, "sync_batchnorm": sync}
         atomic_write(json_path, lambda tmp: tmp.write_text(json.dumps(report, indent=2)))
         console.print(f"wrote {json_path}")
     return 0
+
+
+def _sync_table(console, quick: bool) -> list[dict]:
+    """SyncBatchNorm over 2 local processes vs plain batch norm on the same shard."""
+    from rich.table import Table
+
+    from .bench_sync import sync_rows
+
+    with console.status("timing SyncBatchNorm on 2 processes (gloo, 127.0.0.1)"):
+        rows = sync_rows(2, quick)
+    table = Table(title="SyncBatchNorm, 2 processes x 1 thread, float32, forward + backward (median ms, rank 0)")
+    for col in ("global batch", "shard", "sync", "plain on shard", "sync / plain", "2 bare all-reduces",
+                "all-reduces per step", "1 process, whole batch: normgrad / torch"):
+        table.add_column(col, justify="left" if col in ("global batch", "shard") else "right")
+    for r in rows:
+        table.add_row(str(tuple(r["shape"])), str(tuple(r["shard"])), f"{r['sync_ms']:.2f}", f"{r['plain_ms']:.2f}",
+                      f"{r['sync_ms'] / r['plain_ms']:.2f}x", f"{r['allreduce_ms']:.2f}", str(r["allreduce_calls"]),
+                      f"{r['whole_batch_normgrad_ms']:.2f} / {r['whole_batch_torch_ms']:.2f}")
+    console.print(table)
+    return rows
