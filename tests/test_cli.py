@@ -72,9 +72,17 @@ def test_readme_commands_are_the_ones_run_sh_and_ci_provide():
 
 
 def test_core_import_does_not_import_torch():
-    code = "import sys, normgrad, normgrad.functional, normgrad.gradcheck; print('torch' in sys.modules)"
+    code = ("import sys, normgrad, normgrad.functional, normgrad.gradcheck, normgrad.nn.distributed, "
+            "normgrad.experiments.data_parallel; print('torch' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.stdout.strip() == "False", result.stderr
+
+
+def test_torch_interop_without_torch_says_how_to_install_it():
+    code = ("import sys; sys.modules['torch'] = None\n"  # as if PyTorch were not installed
+            "try:\n    import normgrad.torch\nexcept ImportError as e:\n    print(e)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert "normgrad.torch needs PyTorch: pip install 'normgrad[torch]'" in result.stdout, result.stderr
 
 
 def test_readme_graph_picture_exists_and_is_a_png():
