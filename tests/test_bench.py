@@ -25,6 +25,6 @@ def test_bench_quick_writes_table_and_json(tmp_path, capsys):
     assert set(steps) == {"batchnorm", "layernorm", "none"}
     assert all(ms["normgrad"] > 0 and ms["torch"] > 0 for ms in steps.values())
     sync = report["sync_batchnorm"]
-    assert "SyncBatchNorm, 2 processes" in printed
+    assert "SyncBatchNorm on 2 processes" in printed
     assert [r["allreduce_calls"] for r in sync] == [2] * len(sync)  # one forward, one backward
     assert all(r["sync_ms"] > 0 and r["plain_ms"] > 0 and r["shard"][0] * 2 == r["shape"][0] for r in sync)
