@@ -15,6 +15,7 @@ import torch
 import normgrad.torch as nt
 from normgrad.nn.distributed import SyncError
 
+from normgrad.torch.distributed import count_allreduces
 from normgrad.torch.launch import run_local
 
 C = 4
@@ -34,32 +35,17 @@ def _global_batch(case, step):
     return x, rng.normal(size=shape).astype(case["dtype"])
 
 
-def _affine(case):
+def _set_affine(bn):
+    """The same random weight and bias for every rank and the reference."""
     rng = np.random.default_rng(7)
-    return rng.normal(1, 0.5, C), rng.normal(0, 0.5, C)
+    with torch.no_grad():
+        bn.weight.copy_(torch.from_numpy(rng.normal(1, 0.5, C)))
+        bn.bias.copy_(torch.from_numpy(rng.normal(0, 0.5, C)))
 
 
 def _shard(case, rank, a):
     lo = sum(case["shards"][:rank])
     return a[lo:lo + case["shards"][rank]]
-
-
-def _count_allreduce(fn):
-    """Run fn(), counting torch.distributed.all_reduce calls."""
-    import torch.distributed as dist
-
-    real, calls = dist.all_reduce, []
-
-    def counting(*args, **kwargs):
-        calls.append(1)
-        return real(*args, **kwargs)
-
-    dist.all_reduce = counting
-    try:
-        fn()
-    finally:
-        dist.all_reduce = real
-    return len(calls)
 
 
 def _sync_worker(rank, world, cases):
@@ -68,10 +54,7 @@ def _sync_worker(rank, world, cases):
         nt.functional.FORCE_TORCH_OPS = case["torch_ops"]
         dtype = getattr(torch, case["dtype"])
         bn = nt.SyncBatchNorm(C, momentum=0.1, dtype=dtype, timeout=20)
-        w, b = _affine(case)
-        with torch.no_grad():
-            bn.weight.copy_(torch.from_numpy(w))
-            bn.bias.copy_(torch.from_numpy(b))
+        _set_affine(bn)
         steps = []
         for step in range(STEPS):
             x_all, g_all = _global_batch(case, step)
@@ -85,7 +68,9 @@ def _sync_worker(rank, world, cases):
                 (y * g).sum().backward()
                 result["y"] = y.detach().numpy().copy()
 
-            result["allreduce_calls"] = _count_allreduce(fwd_bwd)
+            with count_allreduces() as calls:
+                fwd_bwd()
+            result["allreduce_calls"] = len(calls)
             result.update(dx=x.grad.numpy().copy(), dw=bn.weight.grad.numpy().copy(),
                           db=bn.bias.grad.numpy().copy())
             steps.append(result)
@@ -99,10 +84,7 @@ def _reference(case):
     """torch.nn.BatchNorm on the concatenated batch, in float64 (exact enough to judge float32)."""
     x0, _ = _global_batch(case, 0)
     bn = (torch.nn.BatchNorm1d if x0.ndim <= 3 else torch.nn.BatchNorm2d)(C, momentum=0.1, dtype=torch.float64)
-    w, b = _affine(case)
-    with torch.no_grad():
-        bn.weight.copy_(torch.from_numpy(w))
-        bn.bias.copy_(torch.from_numpy(b))
+    _set_affine(bn)
     steps = []
     for step in range(STEPS):
         x_all, g_all = _global_batch(case, step)

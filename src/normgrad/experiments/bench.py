@@ -239,12 +239,18 @@ def train_step_times(torch, normalization: str = "batchnorm", batch: int = 50, h
             opt.step()
 
         steps["torch"] = theirs
-    times = {name: [] for name in steps}
-    for i in range(repeats + 10):
-        for name, step in steps.items():
+    return time_interleaved(steps, repeats, warmup=10)
+
+
+def time_interleaved(fns: dict, repeats: int, warmup: int = 2) -> dict[str, float]:
+    """Median ms of each function, called in turn each round (so load drifts hit all
+    alike), after ``warmup`` rounds."""
+    times = {name: [] for name in fns}
+    for i in range(repeats + warmup):
+        for name, fn in fns.items():
             t = time.perf_counter()
-            step()
-            if i >= 10:
+            fn()
+            if i >= warmup:
                 times[name].append(time.perf_counter() - t)
     return {name: 1e3 * float(np.median(t)) for name, t in times.items()}
 
@@ -323,12 +329,17 @@ def run(console, quick: bool = False, json_path: Path | None = None) -> int:
 
 def _sync_table(console, quick: bool) -> list[dict]:
     """SyncBatchNorm over 2 local processes vs plain batch norm on the same shard."""
-    from rich.table import Table
-
     from .bench_sync import sync_rows
 
     with console.status("timing SyncBatchNorm on 2 processes (gloo, 127.0.0.1)"):
         rows = sync_rows(2, quick)
+    print_sync_table(console, rows)
+    return rows
+
+
+def print_sync_table(console, rows: list[dict]) -> None:
+    from rich.table import Table
+
     table = Table(title="SyncBatchNorm on 2 processes x 1 thread, each with half the batch; float32 forward + "
                         "backward, median ms. sync, plain: on rank 0's half; 2 AR: the two bare all-reduces; "
                         "ratio: sync / plain; 1p: the whole batch in one process, 2 threads (normgrad, torch)")
@@ -339,4 +350,3 @@ def _sync_table(console, quick: bool) -> list[dict]:
                       f"{r['sync_ms'] / r['plain_ms']:.2f}x", f"{r['allreduce_ms']:.2f}", str(r["allreduce_calls"]),
                       f"{r['whole_batch_normgrad_ms']:.2f}", f"{r['whole_batch_torch_ms']:.2f}")
     console.print(table)
-    return rows

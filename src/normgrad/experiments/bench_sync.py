@@ -10,9 +10,7 @@ process doing the whole global batch (normgrad and torch, at world_size threads)
 
 from __future__ import annotations
 
-import time
-
-import numpy as np
+from .bench import time_interleaved
 
 SHAPES = [(256, 1024), (4096, 256), (64, 64, 32, 32)]
 QUICK_SHAPES = [(256, 1024)]
@@ -23,18 +21,6 @@ def _fwd_bwd(module, x, dy):
     module(x).backward(dy)
 
 
-def _time_interleaved(fns: dict, repeats: int) -> dict[str, float]:
-    """Median ms of each function, called in turn, after two warm-up rounds."""
-    times = {k: [] for k in fns}
-    for i in range(repeats + 2):
-        for name, fn in fns.items():
-            t = time.perf_counter()
-            fn()
-            if i >= 2:
-                times[name].append(time.perf_counter() - t)
-    return {k: 1e3 * float(np.median(v)) for k, v in times.items()}
-
-
 def _rank_timing(rank, world, shapes, repeats):
     import numba
     import torch
@@ -42,6 +28,7 @@ def _rank_timing(rank, world, shapes, repeats):
 
     import normgrad.torch as nt
     from normgrad.nn.distributed import shard_bounds
+    from normgrad.torch.distributed import count_allreduces
 
     torch.set_num_threads(1)
     numba.set_num_threads(1)
@@ -55,18 +42,9 @@ def _rank_timing(rank, world, shapes, repeats):
         sync, plain = nt.SyncBatchNorm(C), nt.BatchNorm2d(C) if len(shape) == 4 else nt.BatchNorm1d(C)
         stats_buf, grad_buf = torch.zeros(world, 3 + 2 * C, dtype=torch.float64), torch.zeros(2 * C + 1, dtype=torch.float64)
 
-        real, calls = dist.all_reduce, []
-
-        def counting(*args, **kwargs):
-            calls.append(1)
-            return real(*args, **kwargs)
-
-        dist.all_reduce = counting
-        try:
+        with count_allreduces() as calls:
             _fwd_bwd(sync, x, dy)
-        finally:
-            dist.all_reduce = real
-        ms = _time_interleaved({
+        ms = time_interleaved({
             "sync": lambda: _fwd_bwd(sync, x, dy),
             "plain": lambda: _fwd_bwd(plain, x, dy),
             "allreduce": lambda: (dist.all_reduce(stats_buf), dist.all_reduce(grad_buf)),
@@ -87,7 +65,7 @@ def _one_process(shape, threads: int, repeats: int) -> dict[str, float]:
     kind = 2 if len(shape) == 4 else 1
     ours = getattr(nt, f"BatchNorm{kind}d")(shape[1])
     theirs = getattr(torch.nn, f"BatchNorm{kind}d")(shape[1])
-    ms = _time_interleaved({"normgrad": lambda: _fwd_bwd(ours, x, dy), "torch": lambda: _fwd_bwd(theirs, x, dy)},
+    ms = time_interleaved({"normgrad": lambda: _fwd_bwd(ours, x, dy), "torch": lambda: _fwd_bwd(theirs, x, dy)},
                            repeats)
     return {"whole_batch_normgrad_ms": ms["normgrad"], "whole_batch_torch_ms": ms["torch"]}
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 
 import numpy as np
@@ -60,3 +61,20 @@ class TorchCommunicator:
 
     def __repr__(self) -> str:
         return f"TorchCommunicator(rank={self.rank}, world_size={self.world_size}, device={self.device})"
+
+
+@contextlib.contextmanager
+def count_allreduces():
+    """Count the ``torch.distributed.all_reduce`` calls made inside the block (all
+    callers, normgrad's or not): yields a list with one entry per call."""
+    real, calls = dist.all_reduce, []
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    dist.all_reduce = counting
+    try:
+        yield calls
+    finally:
+        dist.all_reduce = real
