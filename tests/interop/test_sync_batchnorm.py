@@ -150,6 +150,7 @@ def test_rank_with_empty_shard_takes_part():
 
 def _error_worker(rank, world):
     """Bad input on one rank: every rank must raise, none may wait. Then the group still works."""
+    torch.manual_seed(rank)
     bn = nt.SyncBatchNorm(C, timeout=20)
     messages = {}
 
@@ -184,6 +185,7 @@ def test_bad_input_on_one_rank_raises_clearly_on_every_rank():
 
 
 def _dying_worker(rank, world, how):
+    torch.manual_seed(rank)
     bn = nt.SyncBatchNorm(C, timeout=3)
     if rank == 1:
         if how == "exit":
