@@ -24,7 +24,8 @@ FORCE_TORCH_OPS = False
 
 
 def _np(t: torch.Tensor) -> np.ndarray:
-    """A NumPy view of a CPU tensor (a contiguous copy only when it is not contiguous)."""
+    """A NumPy view of a CPU tensor (a copy only if it is not contiguous; the Function
+    makes x and dy contiguous once, so every pass gets a view)."""
     return t.detach().contiguous().numpy()
 
 
@@ -128,11 +129,10 @@ class _TorchOps:
     @classmethod
     def backward(cls, dy, x, gamma, mean, invstd, training):
         sum_dy, sum_dy_xmu = cls.grad_sums(dy, x, mean)
-        count = x.numel() // x.shape[1]
-        if not training:  # statistics were constants: no mean or variance path
-            zero = np.zeros_like(sum_dy)
-            return cls.grad_input(dy, x, mean, invstd, gamma, zero, zero, count), sum_dy_xmu * invstd, sum_dy
-        return cls.grad_input(dy, x, mean, invstd, gamma, sum_dy, sum_dy_xmu, count), sum_dy_xmu * invstd, sum_dy
+        # in evaluation the statistics were constants: no path through the mean or the variance
+        paths = (sum_dy, sum_dy_xmu) if training else (np.zeros_like(sum_dy),) * 2
+        dx = cls.grad_input(dy, x, mean, invstd, gamma, *paths, x.numel() // x.shape[1])
+        return dx, sum_dy_xmu * invstd, sum_dy
 
 
 def _ops(x: torch.Tensor):
@@ -141,14 +141,19 @@ def _ops(x: torch.Tensor):
     return _TorchOps
 
 
-def _vector(name: str, t, C: int, default: float) -> np.ndarray:
-    """A per-channel tensor (or None) as a (C,) float64 NumPy array."""
-    if t is None:
-        return np.full(C, default)
+def _check_channels(name: str, t, C: int) -> None:
+    """``t`` must be a (C,) tensor."""
     if not isinstance(t, torch.Tensor):
         raise TypeError(f"{name} must be a tensor or None, got {type(t).__name__}")
     if tuple(t.shape) != (C,):
         raise ValueError(f"{name} must have shape ({C},) to match the input's {C} channels, got {tuple(t.shape)}")
+
+
+def _vector(name: str, t, C: int, default: float) -> np.ndarray:
+    """A per-channel tensor (or None) as a (C,) float64 NumPy array."""
+    if t is None:
+        return np.full(C, default)
+    _check_channels(name, t, C)
     return t.detach().double().cpu().numpy()
 
 
@@ -170,29 +175,33 @@ def _fold_running(buf: torch.Tensor, value: np.ndarray, momentum: float) -> None
 class _BatchNormFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, bias, running_mean, running_var, training, momentum, eps, comm):
+        x = x.contiguous()  # at most one copy, shared by every pass here and in backward
         ops = _ops(x)
-        synced = training and comm is not None
-        # Synchronized: every check on x happens inside the exchange, so a bad
-        # input on one rank stops all ranks instead of leaving them waiting.
-        C = _expected_channels(x, weight, bias, running_mean, running_var) if synced else x.shape[1]
-        if synced:
+        if training and comm is not None:
+            # every check on x happens inside the exchange, so a bad input on one
+            # rank stops all ranks instead of leaving them waiting
+            C = _expected_channels(x, weight, bias, running_mean, running_var)
             count, mean, var = sync_batch_stats(comm, tuple(x.shape), C, lambda: ops.stats(x))
-        gamma, beta = _vector("weight", weight, C, 1.0), _vector("bias", bias, C, 0.0)
-        count = count if synced else x.numel() // C
-        if synced:
-            y = ops.normalize(x, mean, 1.0 / np.sqrt(var + eps), gamma, beta) if x.numel() else x.detach().clone()
-        elif training:
-            v.enough_values(count, f"input of shape {tuple(x.shape)}")
-            y, mean, var = ops.forward_train(x, gamma, beta, eps)
+            gamma, beta = _vector("weight", weight, C, 1.0), _vector("bias", bias, C, 0.0)
+            y = ops.normalize(x, mean, 1.0 / np.sqrt(var + eps), gamma, beta) if x.numel() else x.clone()
         else:
-            mean, var = _vector("running_mean", running_mean, C, 0.0), _vector("running_var", running_var, C, 1.0)
-            if (var < 0).any():
-                raise ValueError("running_var must be >= 0 everywhere")
-            y = ops.forward_eval(x, gamma, beta, mean, var, eps) if x.numel() else x.detach().clone()
+            C = x.shape[1]
+            count = x.numel() // C
+            gamma, beta = _vector("weight", weight, C, 1.0), _vector("bias", bias, C, 0.0)
+            if training:
+                v.enough_values(count, f"input of shape {tuple(x.shape)}")
+                y, mean, var = ops.forward_train(x, gamma, beta, eps)
+            else:
+                mean = _vector("running_mean", running_mean, C, 0.0)
+                var = _vector("running_var", running_var, C, 1.0)
+                if (var < 0).any():
+                    raise ValueError("running_var must be >= 0 everywhere")
+                y = ops.forward_eval(x, gamma, beta, mean, var, eps) if x.numel() else x.clone()
         if training:
-            for buf, value in ((running_mean, mean), (running_var, var * count / (count - 1))):
+            for name, buf, value in (("running_mean", running_mean, mean),
+                                     ("running_var", running_var, var * count / (count - 1))):
                 if buf is not None:
-                    _vector("running statistics", buf, C, 0.0)
+                    _check_channels(name, buf, C)
                     _fold_running(buf, value, momentum)
         ctx.save_for_backward(x)
         param_dtypes = (None if weight is None else weight.dtype, None if bias is None else bias.dtype)
@@ -203,6 +212,7 @@ class _BatchNormFunction(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, dy):
         (x,) = ctx.saved_tensors
+        dy = dy.contiguous()  # often an expanded view (the gradient of a sum): copied once, not per pass
         gamma, mean, invstd, count, training, comm, (weight_dtype, bias_dtype) = ctx.saved
         ops = _ops(x)
         C = x.shape[1]
