@@ -98,6 +98,13 @@ def momentum_value(momentum) -> float:
     return momentum
 
 
+def positive_integer(name: str, value) -> int:
+    """A size or count: an int >= 1 (bool refused), else ValueError naming it."""
+    if isinstance(value, bool) or not isinstance(value, Integral) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
 def integer_value(name: str, value) -> int:
     if isinstance(value, np.ndarray) and value.ndim == 0:
         value = value.item()

@@ -182,7 +182,7 @@ def batchnorm_backward(dy, x, gamma, mean, invstd, *, training: bool = True, out
 
 
 # The split batch norm below is what a synchronized batch norm needs: local
-# statistics, exchanged and combined by the caller (normgrad.nn.sync), then the
+# statistics, exchanged and combined by the caller (normgrad.nn.distributed), then the
 # elementwise passes with the global statistics.
 
 def batchnorm_stats(x):

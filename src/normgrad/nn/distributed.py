@@ -212,9 +212,10 @@ class SyncBatchNorm(_BatchNorm):
 
 
 def convert_sync_batchnorm(module: Module, comm: Communicator) -> Module:
-    """Replace every ``BatchNorm1d``/``BatchNorm2d`` inside ``module`` by a
-    ``SyncBatchNorm`` on ``comm`` with the same parameters and running statistics.
-    Returns the converted module (a new one if ``module`` itself is a batch norm)."""
+    """Replace every ``BatchNorm1d``/``BatchNorm2d`` in ``module`` (the module itself,
+    or the layers of a ``Sequential``, nested ones included) by a ``SyncBatchNorm``
+    on ``comm`` with the same parameters and running statistics. Returns the
+    converted module (a new one if ``module`` itself is a batch norm)."""
     if isinstance(module, (BatchNorm1d, BatchNorm2d)) and not isinstance(module, SyncBatchNorm):
         sync = SyncBatchNorm(module.num_features, module.eps, module.momentum, module.affine,
                              module.track_running_stats, comm=comm, dtype=module.dtype)

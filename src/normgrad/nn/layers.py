@@ -18,19 +18,13 @@ from ..functional import layers as L
 from .module import Module
 
 
-def _positive(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, Integral) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
-
-
 def _pair(name: str, value) -> tuple[int, int]:
     if isinstance(value, Integral):
         value = (value, value)
     value = tuple(value)
     if len(value) != 2:
         raise ValueError(f"{name} must be an int or a pair of ints, got {value!r}")
-    return _positive(name, value[0]), _positive(name, value[1])
+    return v.positive_integer(name, value[0]), v.positive_integer(name, value[1])
 
 
 def _uniform_init(rng, fan_in: int, shape, dtype) -> np.ndarray:
@@ -43,8 +37,8 @@ class Linear(Module):
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, dtype=np.float32, seed=None):
         super().__init__()
-        self.in_features = _positive("in_features", in_features)
-        self.out_features = _positive("out_features", out_features)
+        self.in_features = v.positive_integer("in_features", in_features)
+        self.out_features = v.positive_integer("out_features", out_features)
         rng = np.random.default_rng(seed)
         self.params["weight"] = _uniform_init(rng, self.in_features, (self.out_features, self.in_features), dtype)
         if bias:
@@ -108,10 +102,10 @@ class Conv2d(Module):
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride: int = 1, padding: int = 0,
                  bias: bool = True, dtype=np.float32, seed=None):
         super().__init__()
-        self.in_channels = _positive("in_channels", in_channels)
-        self.out_channels = _positive("out_channels", out_channels)
+        self.in_channels = v.positive_integer("in_channels", in_channels)
+        self.out_channels = v.positive_integer("out_channels", out_channels)
         self.kernel_size = _pair("kernel_size", kernel_size)
-        self.stride = _positive("stride", stride)
+        self.stride = v.positive_integer("stride", stride)
         if isinstance(padding, bool) or not isinstance(padding, Integral) or padding < 0:
             raise ValueError(f"padding must be a non-negative integer, got {padding!r}")
         self.padding = int(padding)
@@ -145,7 +139,7 @@ class MaxPool2d(Module):
     def __init__(self, kernel_size, stride=None):
         super().__init__()
         self.kernel_size = _pair("kernel_size", kernel_size)
-        self.stride = self.kernel_size[0] if stride is None else _positive("stride", stride)
+        self.stride = self.kernel_size[0] if stride is None else v.positive_integer("stride", stride)
 
     def forward(self, x):
         kh, kw = self.kernel_size

@@ -20,9 +20,7 @@ from .module import Module
 class _NormBase(Module):
     def __init__(self, num_features: int, eps: float, affine: bool, dtype):
         super().__init__()
-        if isinstance(num_features, bool) or not isinstance(num_features, Integral) or num_features < 1:
-            raise ValueError(f"num_features must be a positive integer, got {num_features!r}")
-        self.num_features = int(num_features)
+        self.num_features = v.positive_integer("num_features", num_features)
         self.eps = v.eps_value(eps)
         self.affine = bool(affine)
         self.dtype = np.dtype(dtype)
