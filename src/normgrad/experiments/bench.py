@@ -33,6 +33,7 @@ import numpy as np
 from .. import functional as F
 from .. import kernels
 from .._io import atomic_write
+from .gradchecks import large_mean_case
 
 SHAPES = [(256, 1024), (4096, 1024), (65536, 256), (64, 64, 32, 32)]
 QUICK_SHAPES = [(256, 1024), (8, 16, 8, 8)]
@@ -187,11 +188,7 @@ def compile_cost() -> dict[str, float]:
 
 def large_mean_errors(torch, n: int = 65536, d: int = 64) -> dict[str, float]:
     """Max |out - float64 reference| for float32 data with mean 1e4, std 1."""
-    rng = np.random.default_rng(2)
-    x = (1e4 + rng.standard_normal((n, d))).astype(np.float32)
-    gamma, beta = np.ones(d, np.float32), np.zeros(d, np.float32)
-    x64 = x.astype(np.float64)
-    ref = (x64 - x64.mean(0)) / np.sqrt(x64.var(0) + 1e-5)
+    x, gamma, beta, ref = large_mean_case(n, d, 1e4, seed=2)
     outs = {
         "numpy (functional)": F.batchnorm_forward(x, gamma, beta, {"mode": "train"})[0],
         "fused": kernels.batchnorm_forward(x, gamma, beta, training=True)[0],

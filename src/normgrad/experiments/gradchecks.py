@@ -77,17 +77,23 @@ def gradient_rows(seed: int = 0) -> list[GradRow]:
     return rows
 
 
+def large_mean_case(n: int, d: int, mean: float = 1e4, seed: int = 0):
+    """float32 data x (n, d) = mean + N(0, 1), gamma ones, beta zeros (float32), and
+    the float64 reference output of training-mode batch norm on x."""
+    rng = np.random.default_rng(seed)
+    x32 = (mean + rng.standard_normal((n, d))).astype(np.float32)
+    gamma, beta = np.ones(d, np.float32), np.zeros(d, np.float32)
+    x64 = x32.astype(np.float64)
+    return x32, gamma, beta, (x64 - x64.mean(0)) / np.sqrt(x64.var(0) + 1e-5)
+
+
 def large_mean_errors(n: int = 65536, d: int = 64, mean: float = 1e4, seed: int = 0) -> dict[str, float]:
     """Max |out - float64 reference| for float32 data with a large mean, std 1.
 
     Compares normgrad's float32 batch norm with the textbook one-pass float32
     formula var = E[x^2] - E[x]^2 that this package never uses.
     """
-    rng = np.random.default_rng(seed)
-    x32 = (mean + rng.standard_normal((n, d))).astype(np.float32)
-    gamma, beta = np.ones(d, np.float32), np.zeros(d, np.float32)
-    x64 = x32.astype(np.float64)
-    ref = (x64 - x64.mean(0)) / np.sqrt(x64.var(0) + 1e-5)
+    x32, gamma, beta, ref = large_mean_case(n, d, mean, seed)
     out, _ = F.batchnorm_forward(x32, gamma, beta, {"mode": "train"})
     mu = x32.mean(0, dtype=np.float32)
     var_naive = np.maximum((x32 * x32).mean(0, dtype=np.float32) - mu * mu, 0)
