@@ -77,8 +77,8 @@ def check(namespace_or_module) -> Report:
         if callable(namespace.get(name)):
             report.functions.append(analyze(name, probe.run_function(namespace, name)))
     if not report.functions:
-        report.load_error = {"type": "nothing-to-check", "message": "no CS231n-named functions found "
-                             f"(looked for {', '.join(FUNCTIONS)})", "file": None, "line": None, "code": None}
+        report.load_error = probe.error_info("nothing-to-check", "no CS231n-named functions found "
+                                             f"(looked for {', '.join(FUNCTIONS)})")
     return report
 
 
@@ -101,14 +101,13 @@ def check_file(path, timeout: float = 10.0) -> Report:
     path = Path(path)
     report = Report(str(path))
     if not path.is_file():
-        report.load_error = {"type": "FileNotFoundError", "message": f"no such file: {path}", "file": str(path),
-                             "line": None, "code": None}
+        report.load_error = probe.error_info("FileNotFoundError", f"no such file: {path}", str(path))
         return report
     found = run_child(path, "__discover__", timeout)
     if found.result is None:
         why = "timed out" if found.timed_out else f"died (status {found.returncode})"
-        report.load_error = {"type": "load-failed", "message": f"loading the file {why}", "file": str(path),
-                             "line": None, "code": None, "output": found.output}
+        report.load_error = {**probe.error_info("load-failed", f"loading the file {why}", str(path)),
+                             "output": found.output}
         return report
     if "load_error" in found.result:
         report.load_error = found.result["load_error"]
@@ -129,6 +128,6 @@ def check_file(path, timeout: float = 10.0) -> Report:
         function.output = function.output or child.output
         report.functions.append(function)
     if not report.functions:
-        report.load_error = {"type": "nothing-to-check", "message": "the file defines none of "
-                             f"{', '.join(FUNCTIONS)}", "file": str(path), "line": None, "code": None}
+        report.load_error = probe.error_info("nothing-to-check", f"the file defines none of {', '.join(FUNCTIONS)}",
+                                             str(path))
     return report

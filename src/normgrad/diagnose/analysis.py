@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..gradcheck import rel_error
 from . import probe
 
 OK_TOL = 1e-7  # a correct float64 implementation is at round-off
@@ -200,7 +201,7 @@ def rel_err(a, b) -> float:
     a = a.reshape(b.shape)
     if not np.isfinite(a).all():
         return float("inf")
-    return float(np.max(np.abs(a - b) / np.maximum(1e-8, np.abs(a) + np.abs(b)))) if a.size else 0.0
+    return rel_error(a, b)
 
 
 class _Output:
@@ -279,12 +280,18 @@ def analyze_forward(name: str, raw: dict) -> FunctionReport:
             use_v.reshape(shape) + probe.EPS) + case.beta.reshape(shape)
         test.add(rec["test_out"], expected, {"test-uses-batch-stats": forward_out(xt, case, kind)})
     right = [o.finish() for o in (out,) + ((rmean, rvar, test) if kind in ("batch", "spatial") else ())]
+    return _conclude(report, right, modified)
+
+
+def _conclude(report: FunctionReport, right: list[bool], modified: set) -> FunctionReport:
+    """Status and notes once every output is judged: wrong if any output is, or a
+    mistake was found; an unexplained wrong output says so."""
     if modified:
         report.diagnose("inputs-modified", f"modified: {', '.join(sorted(modified))}")
     if not all(right) or report.diagnoses:
         report.status = "wrong"
         wrong = [k for k, e in report.errors.items() if not e < OK_TOL]
-        if wrong and not report.diagnoses:
+        if wrong and not report.diagnoses and not report.notes:
             report.notes.append(f"wrong outputs: {', '.join(wrong)} (no known mistake matches)")
     return report
 
@@ -341,18 +348,10 @@ def analyze_backward(name: str, raw: dict) -> FunctionReport:
                                            "wrong-axis": (dout * xhat).sum(axis=other)})
         dbeta.add(rec["dbeta"], ref_db, {"dbeta-not-summed": dout, "wrong-axis": dout.sum(axis=other)})
     right = [o.finish() for o in (dx, dgamma, dbeta)]
-    if modified:
-        report.diagnose("inputs-modified", f"modified: {', '.join(sorted(modified))}")
     if not right[0] and not any(d.id.startswith(("missing-", "unbiased", "eps-", "wrong-axis"))
                                 for d in report.diagnoses):
         report.notes += _paths_note(dx.user, cases, kind)
-    if not all(right) or report.diagnoses:
-        report.status = "wrong"
-        wrong = [k for k, e in report.errors.items() if not e < OK_TOL]
-        unexplained = [k for k in wrong if not report.diagnoses]
-        if unexplained and not report.notes:
-            report.notes.append(f"wrong outputs: {', '.join(unexplained)} (no known mistake matches)")
-    return report
+    return _conclude(report, right, modified)
 
 
 def _wrong_sums(x, dout, gamma, kind, G) -> dict[str, np.ndarray]:

@@ -78,6 +78,12 @@ class UserError(Exception):
         self.info = info
 
 
+def error_info(type_: str, message: str, file: str | None = None, line: int | None = None,
+               code: str | None = None) -> dict:
+    """The JSON-ready description of a problem every report uses."""
+    return {"type": type_, "message": message, "file": file, "line": line, "code": code}
+
+
 def describe_exception(err: BaseException, user_file: str | None) -> dict:
     """Type, message, and the innermost frame in the user's file (else the last frame)."""
     frames = traceback.extract_tb(err.__traceback__)
@@ -89,9 +95,9 @@ def describe_exception(err: BaseException, user_file: str | None) -> dict:
     message = str(err)
     if isinstance(err, SystemExit):
         message = f"sys.exit({err.code!r}) called"
-    return {"type": type(err).__name__, "message": message[:500],
-            "file": where.filename if where else None, "line": where.lineno if where else None,
-            "code": (where.line or "")[:200] if where else None}
+    if where is None:
+        return error_info(type(err).__name__, message[:500])
+    return error_info(type(err).__name__, message[:500], where.filename, where.lineno, (where.line or "")[:200])
 
 
 def _call(fn, user_file, *args):
@@ -112,15 +118,23 @@ def _plain(a):
     return {"shape": list(arr.shape), "data": arr.ravel().tolist()}
 
 
+def _returned(result, names: tuple[str, ...]):
+    """``result`` if it is a tuple of len(names) items, else a wrong-return UserError."""
+    if not (isinstance(result, tuple) and len(result) == len(names)):
+        raise UserError(error_info("wrong-return",
+                                   f"returned {type(result).__name__}, expected ({', '.join(names)})"))
+    return result
+
+
+def _norm_param(kind: str) -> dict:
+    """The bn_param / ln_param / gn_param a fresh training run starts with."""
+    return {"mode": "train", "eps": EPS, "momentum": MOMENTUM} if kind in ("batch", "spatial") else {"eps": EPS}
+
+
 def _forward_call(fn, user_file, kind, x, gamma, beta, param, G):
     if kind == "group":
-        result = _call(fn, user_file, x, gamma, beta, G, param)
-    else:
-        result = _call(fn, user_file, x, gamma, beta, param)
-    if not (isinstance(result, tuple) and len(result) == 2):
-        raise UserError({"type": "wrong-return", "message": f"returned {type(result).__name__}, expected (out, cache)",
-                         "file": None, "line": None, "code": None})
-    return result
+        return _returned(_call(fn, user_file, x, gamma, beta, G, param), ("out", "cache"))
+    return _returned(_call(fn, user_file, x, gamma, beta, param), ("out", "cache"))
 
 
 def _snapshot(arrays: dict) -> dict:
@@ -137,7 +151,7 @@ def run_forward(fn, name: str, user_file: str | None = None) -> dict:
     records = []
     for case in cases(kind):
         rec = {"train_out": [], "modified": []}
-        param = {"mode": "train", "eps": EPS, "momentum": MOMENTUM} if kind in ("batch", "spatial") else {"eps": EPS}
+        param = _norm_param(kind)
         for x in case.xs[:TRAIN_STEPS]:
             inputs = {"x": x.copy(), "gamma": case.gamma.copy(), "beta": case.beta.copy()}
             before = _snapshot(inputs)
@@ -160,23 +174,19 @@ def run_backward(fn, forward, name: str, user_file: str | None = None) -> dict:
     kind = KIND[name]
     records = []
     for case in cases(kind):
-        param = {"mode": "train", "eps": EPS, "momentum": MOMENTUM} if kind in ("batch", "spatial") else {"eps": EPS}
+        param = _norm_param(kind)
         x = case.xs[0].copy()
         _, cache = _forward_call(forward, user_file, kind, x, case.gamma.copy(), case.beta.copy(), param, case.G)
         dout = case.dout.copy()
-        result = _call(fn, user_file, dout, cache)
-        if not (isinstance(result, tuple) and len(result) == 3):
-            raise UserError({"type": "wrong-return",
-                             "message": f"returned {type(result).__name__}, expected (dx, dgamma, dbeta)",
-                             "file": None, "line": None, "code": None})
-        dx, dgamma, dbeta = result
+        dx, dgamma, dbeta = _returned(_call(fn, user_file, dout, cache), ("dx", "dgamma", "dbeta"))
         records.append({"dx": _plain(dx), "dgamma": _plain(dgamma), "dbeta": _plain(dbeta),
                         "modified": ["dout"] if not np.array_equal(dout, case.dout) else []})
     return {"cases": records}
 
 
 def run_function(namespace: dict, name: str, user_file: str | None = None) -> dict:
-    """Raw results for function ``name`` of ``namespace``: {'ok': raw} or {'error': info}."""
+    """Raw results for function ``name`` of ``namespace``: {'raw': ...}, {'error': info},
+    or {'missing_forward': name} for a backward whose forward is not defined."""
     try:
         if name in FORWARD_OF:
             forward = namespace.get(FORWARD_OF[name])
