@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from normgrad.gradcheck import eval_numerical_gradient, rel_error
-from normgrad.nn import ConvNet, FullyConnectedNet
+from normgrad.classifiers import ConvNet, FullyConnectedNet
 from normgrad.solver import Solver
 
 # The ranges CS231n states for these checks: weights below 1e-4 (they pass through

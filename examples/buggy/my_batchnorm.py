@@ -11,7 +11,7 @@ def batchnorm_forward(x, gamma, beta, bn_param):
     mode = bn_param["mode"]
     eps, momentum = bn_param.get("eps", 1e-5), bn_param.get("momentum", 0.9)
     running_mean = bn_param.get("running_mean", np.zeros(x.shape[1]))
-    running_var = bn_param.get("running_var", np.ones(x.shape[1]))
+    running_var = bn_param.get("running_var", np.zeros(x.shape[1]))
     if mode == "train":
         mu, var = x.mean(axis=0), x.var(axis=0)
         xhat = (x - mu) / np.sqrt(var + eps)

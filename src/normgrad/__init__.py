@@ -1,34 +1,32 @@
 """normgrad: normalization layers and their gradients, done right.
 
-This module only re-exports the public face; see ``normgrad.functional``.
+This module only re-exports the public face (the CS231n-style functions of
+``normgrad.functional`` and the gradient checker). Every subpackage is reachable
+as an attribute (``normgrad.nn``, ``normgrad.kernels``, ``normgrad.torch``, ...),
+imported on first use, so ``import normgrad`` stays light and never imports torch.
 """
 
-from .functional import (
-    batchnorm_backward,
-    batchnorm_backward_alt,
-    batchnorm_forward,
-    layernorm_backward,
-    layernorm_forward,
-    spatial_batchnorm_backward,
-    spatial_batchnorm_forward,
-    spatial_groupnorm_backward,
-    spatial_groupnorm_forward,
-)
+import importlib
+
+from . import functional as _functional
+from .functional import *  # noqa: F403 - the CS231n-style functions, named in functional.__all__
 from .gradcheck import eval_numerical_gradient, eval_numerical_gradient_array, rel_error
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "batchnorm_forward",
-    "batchnorm_backward",
-    "batchnorm_backward_alt",
-    "layernorm_forward",
-    "layernorm_backward",
-    "spatial_batchnorm_forward",
-    "spatial_batchnorm_backward",
-    "spatial_groupnorm_forward",
-    "spatial_groupnorm_backward",
-    "eval_numerical_gradient",
-    "eval_numerical_gradient_array",
-    "rel_error",
-]
+SUBMODULES = ("autograd", "checkpoint", "classifiers", "core", "data", "diagnose", "experiments", "functional",
+              "gradcheck", "kernels", "nn", "optim", "solver", "torch")
+
+
+def __getattr__(name: str):
+    """PEP 562: ``normgrad.nn`` and the other subpackages, imported when first used."""
+    if name in SUBMODULES:
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(SUBMODULES))
+
+
+__all__ = [*_functional.__all__, "eval_numerical_gradient", "eval_numerical_gradient_array", "rel_error"]

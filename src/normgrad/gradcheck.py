@@ -18,7 +18,7 @@ from numbers import Real
 
 import numpy as np
 
-from .functional._validate import float_array
+from .core.validate import float_array
 
 # (step multiple, weight) pairs: derivative = sum(w * f(x + k h)) / h
 _STENCILS = {

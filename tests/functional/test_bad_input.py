@@ -68,8 +68,8 @@ FORWARD_CASES = {
     "bn x ragged list": (bn(x=[[1.0, 2.0, 3.0], [1.0]]), ValueError, "x must be a rectangular array"),
     "ln gamma ragged list": (ln(gamma=[[1.0], [1.0, 2.0]]), ValueError, "gamma must be a rectangular array"),
     "bn x huge variance": (bn(x=X2 * 1e160), ValueError, "variance of some channel overflows"),
-    "bn gamma int": (bn(gamma=np.ones(3, int)), TypeError, "gamma must be a float32 or float64 array"),
-    "gn beta int": (gn(beta=np.zeros(4, int)), TypeError, "beta must be a float32 or float64 array"),
+    "bn gamma bool": (bn(gamma=np.ones(3, bool)), TypeError, "gamma must be a float32 or float64 array"),
+    "gn beta complex": (gn(beta=np.zeros(4, complex)), TypeError, "beta must be a float32 or float64 array"),
     # NaN / Inf in inputs and running statistics
     "bn x NaN": (bn(x=with_nan(X2)), ValueError, "x contains 1 non-finite"),
     "bn x Inf": (bn(x=with_nan(X2, np.inf)), ValueError, "x contains 1 non-finite"),

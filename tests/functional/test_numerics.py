@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import normgrad.functional as F
-from normgrad.functional.stats import moments
+from normgrad.core.stats import moments
 from tests.reference import random_case, reference_norm
 
 

@@ -13,9 +13,7 @@ import pytest
 import torch
 
 import normgrad.torch as nt
-from normgrad.nn.distributed import SyncError
-
-from normgrad.torch.distributed import count_allreduces
+from normgrad.core.sync import CountingCommunicator, SyncError
 from normgrad.torch.launch import run_local
 
 C = 4
@@ -48,12 +46,21 @@ def _shard(case, rank, a):
     return a[lo:lo + case["shards"][rank]]
 
 
+class CountingSyncBatchNorm(nt.SyncBatchNorm):
+    """Counts the all-reduces of each forward + backward through a wrapping communicator."""
+
+    def communicator(self):
+        comm = super().communicator()
+        self.counted = None if comm is None else CountingCommunicator(comm)
+        return self.counted
+
+
 def _sync_worker(rank, world, cases):
     out = {}
     for case in cases:
         nt.functional.FORCE_TORCH_OPS = case["torch_ops"]
         dtype = getattr(torch, case["dtype"])
-        bn = nt.SyncBatchNorm(C, momentum=0.1, dtype=dtype, timeout=20)
+        bn = CountingSyncBatchNorm(C, momentum=0.1, dtype=dtype, timeout=20)
         _set_affine(bn)
         steps = []
         for step in range(STEPS):
@@ -68,9 +75,8 @@ def _sync_worker(rank, world, cases):
                 (y * g).sum().backward()
                 result["y"] = y.detach().numpy().copy()
 
-            with count_allreduces() as calls:
-                fwd_bwd()
-            result["allreduce_calls"] = len(calls)
+            fwd_bwd()
+            result["allreduce_calls"] = bn.counted.calls
             result.update(dx=x.grad.numpy().copy(), dw=bn.weight.grad.numpy().copy(),
                           db=bn.bias.grad.numpy().copy())
             steps.append(result)
@@ -118,7 +124,8 @@ def _check_against_reference(results, cases):
                 _close(got, want[key], dtype, f"{name} step {step} {key}")
             for key in ("dw", "db"):  # each rank's covers its shard; data parallelism sums them
                 _close(np.sum([p[key] for p in per_rank], axis=0), want[key], dtype, f"{name} step {step} {key}")
-            assert [p["allreduce_calls"] for p in per_rank] == [2] * world, "one all-reduce forward, one backward"
+            # the first step checks once that the ranks' layers agree; then one all-reduce forward, one backward
+            assert [p["allreduce_calls"] for p in per_rank] == [3 if step == 0 else 2] * world
         for r in results:
             _close(r[name]["running_mean"], ref["running_mean"], dtype, f"{name} running_mean")
             _close(r[name]["running_var"], ref["running_var"], dtype, f"{name} running_var")
@@ -182,6 +189,22 @@ def test_bad_input_on_one_rank_raises_clearly_on_every_rank():
     assert "got (3,)" in m[1]["rank1"] and all("rank 1 of 3" in m[r]["rank1"] for r in (0, 2))
     assert all("more than 1 value per channel" in m[r]["one value"] for r in range(3))
     assert all(m[r]["after"] is True for r in range(3))
+
+
+def _mismatch_worker(rank, world):
+    """Ranks that built different models: gloo would abort on buffers of different sizes."""
+    bn = CountingSyncBatchNorm(C + 1 if rank == 1 else C, timeout=20)
+    try:
+        bn(torch.randn(3, bn.num_features))
+        return "no error"
+    except SyncError as err:
+        return f"{bn.counted.calls} {err}"
+
+
+def test_ranks_with_different_modules_raise_instead_of_aborting():
+    messages = run_local(_mismatch_worker, 2)
+    for m in messages:
+        assert m.startswith("1 ") and "disagree on num_features: [4, 5]" in m, m
 
 
 def _dying_worker(rank, world, how):

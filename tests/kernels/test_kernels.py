@@ -39,8 +39,9 @@ BN_SHAPES = [(2, 1), (2, 5), (3, 7), (17, 33), (256, 64), (5, 3, 7), (2, 3, 1, 1
 @pytest.mark.parametrize("shape", BN_SHAPES)
 def test_batchnorm_train_matches_functional(rng, backend, shape, dtype):
     x, gamma, beta, dy = _data(rng, shape, dtype)
-    y, mean, invstd = K.batchnorm_forward(x, gamma, beta, training=True)
-    dx, dgamma, dbeta = K.batchnorm_backward(dy, x, gamma, mean, invstd)
+    y, st = K.batchnorm_forward(x, gamma, beta, training=True)
+    dx, dgamma, dbeta = K.batchnorm_backward(dy, x, gamma, st)
+    mean, invstd = st.mean, st.invstd
     assert y.dtype == dtype and dx.dtype == dtype and y.shape == x.shape
     # float64 reference through the functional API (spatial form covers any rank >= 3)
     x64, dy64 = x.astype(np.float64), dy.astype(np.float64)
@@ -64,11 +65,13 @@ def test_batchnorm_train_matches_functional(rng, backend, shape, dtype):
 def test_batchnorm_eval_mode(rng, backend, dtype):
     x, gamma, beta, dy = _data(rng, (6, 4, 3), dtype)
     rm, rv = rng.normal(size=4), rng.uniform(0.5, 2, 4)
-    y, mean, invstd = K.batchnorm_forward(x, gamma, beta, training=False, running_mean=rm, running_var=rv)
+    y, st = K.batchnorm_forward(x, gamma, beta, training=False, running_mean=rm, running_var=rv)
+    invstd = st.invstd
+    np.testing.assert_array_equal(st.var, rv)
     b = (1, 4, 1)
     np.testing.assert_allclose(y, (x - rm.reshape(b)) / np.sqrt(rv.reshape(b) + 1e-5) * gamma.reshape(b)
                                + beta.reshape(b), **_tol(dtype))
-    dx, dgamma, _ = K.batchnorm_backward(dy, x, gamma, mean, invstd, training=False)
+    dx, dgamma, _ = K.batchnorm_backward(dy, x, gamma, st, training=False)
     np.testing.assert_allclose(dx, dy * (gamma * invstd).reshape(b), **_tol(dtype))
     xhat = (x - rm.reshape(b)) * invstd.reshape(b)
     np.testing.assert_allclose(dgamma, (dy * xhat).sum(axis=(0, 2)), rtol=1e-5)
@@ -81,8 +84,8 @@ GN_CASES = [((2, 4, 3, 3), 2), ((3, 6, 5), 3), ((1, 8, 2, 2), 8), ((2, 5, 1, 1),
 @pytest.mark.parametrize("shape,G", GN_CASES)
 def test_groupnorm_matches_functional(rng, backend, shape, G, dtype):
     x, gamma, beta, dy = _data(rng, shape, dtype)
-    y, mean, invstd = K.groupnorm_forward(x, gamma, beta, G)
-    dx, dgamma, dbeta = K.groupnorm_backward(dy, x, gamma, G, mean, invstd)
+    y, st = K.groupnorm_forward(x, gamma, beta, G)
+    dx, dgamma, dbeta = K.groupnorm_backward(dy, x, gamma, G, st)
     x4 = x.astype(np.float64).reshape(shape[0], shape[1], -1, 1)
     ref, cache = F.spatial_groupnorm_forward(x4, gamma, beta, G, {})
     rdx, rdg, rdb = F.spatial_groupnorm_backward(dy.astype(np.float64).reshape(x4.shape), cache)
@@ -99,8 +102,9 @@ def test_layernorm_matches_functional(rng, backend, shape, dtype):
     D = shape[-1]
     x = rng.normal(3, 2, shape).astype(dtype)
     gamma, beta, dy = rng.normal(size=D), rng.normal(size=D), rng.normal(size=shape).astype(dtype)
-    y, mean, invstd = K.layernorm_forward(x, gamma, beta)
-    dx, dgamma, dbeta = K.layernorm_backward(dy, x, gamma, mean, invstd)
+    y, st = K.layernorm_forward(x, gamma, beta)
+    dx, dgamma, dbeta = K.layernorm_backward(dy, x, gamma, st)
+    invstd = st.invstd
     x2, dy2 = x.reshape(-1, D).astype(np.float64), dy.reshape(-1, D).astype(np.float64)
     ref, cache = F.layernorm_forward(x2, gamma, beta, {})
     rdx, rdg, rdb = F.layernorm_backward(dy2, cache)
@@ -117,8 +121,9 @@ def test_layernorm_matches_functional(rng, backend, shape, dtype):
 def test_split_batchnorm_over_shards_equals_whole_batch(rng, backend, shape, dtype):
     """Statistics and gradient sums from uneven shards, combined, give the fused result."""
     x, gamma, beta, dy = _data(rng, shape, dtype)
-    y, mean, invstd = K.batchnorm_forward(x, gamma, beta, training=True)
-    dx, dgamma, dbeta = K.batchnorm_backward(dy, x, gamma, mean, invstd)
+    y, st = K.batchnorm_forward(x, gamma, beta, training=True)
+    dx, dgamma, dbeta = K.batchnorm_backward(dy, x, gamma, st)
+    mean, invstd = st.mean, st.invstd
     cuts = [0, 1, 2, shape[0]]
     shards = [slice(a, b) for a, b in zip(cuts, cuts[1:])]
     counts = np.array([x[s].size // shape[1] for s in shards])
@@ -145,9 +150,9 @@ def test_numba_and_numpy_paths_agree(rng):
     results = {}
     for name in ("numba", "numpy"):
         K.use_numpy(name == "numpy")
-        y, m, s = K.batchnorm_forward(x, gamma, beta, training=True)
+        y, st = K.batchnorm_forward(x, gamma, beta, training=True)
         g = K.groupnorm_forward(x, gamma, beta, 5)[0]
-        results[name] = (y, *K.batchnorm_backward(dy, x, gamma, m, s), g)
+        results[name] = (y, *st, *K.batchnorm_backward(dy, x, gamma, st), g)
     K.use_numpy(False)
     for a, b in zip(results["numba"], results["numpy"]):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
@@ -157,18 +162,18 @@ def test_non_contiguous_input(rng, backend):
     base = rng.normal(3, 2, (20, 12))
     x = base[::2, ::3]  # (10, 4), strided
     gamma, beta, dy = np.ones(4), np.zeros(4), rng.normal(size=(10, 4))
-    y, m, s = K.batchnorm_forward(x, gamma, beta, training=True)
-    y2, m2, s2 = K.batchnorm_forward(np.ascontiguousarray(x), gamma, beta, training=True)
+    y, st = K.batchnorm_forward(x, gamma, beta, training=True)
+    y2, st2 = K.batchnorm_forward(np.ascontiguousarray(x), gamma, beta, training=True)
     np.testing.assert_array_equal(y, y2)
-    np.testing.assert_array_equal(K.batchnorm_backward(dy.T.copy().T, x, gamma, m, s)[0],
-                                  K.batchnorm_backward(dy, x2 := np.ascontiguousarray(x), gamma, m2, s2)[0])
+    np.testing.assert_array_equal(K.batchnorm_backward(dy.T.copy().T, x, gamma, st)[0],
+                                  K.batchnorm_backward(dy, x2 := np.ascontiguousarray(x), gamma, st2)[0])
     assert x2.flags.c_contiguous
 
 
 def test_float32_large_mean(backend):
     rng = np.random.default_rng(5)
     x = (1e4 + rng.standard_normal((65536, 64))).astype(np.float32)
-    y, _, _ = K.batchnorm_forward(x, np.ones(64), np.zeros(64), training=True)
+    y, _ = K.batchnorm_forward(x, np.ones(64), np.zeros(64), training=True)
     x64 = x.astype(np.float64)
     ref = (x64 - x64.mean(0)) / np.sqrt(x64.var(0) + 1e-5)
     assert np.abs(y - ref).max() < 1e-5
@@ -177,8 +182,8 @@ def test_float32_large_mean(backend):
 def test_out_arrays_are_used(rng, backend):
     x, gamma, beta, dy = _data(rng, (8, 3), np.float32)
     out, dout = np.empty_like(x), np.empty_like(x)
-    y, m, s = K.batchnorm_forward(x, gamma, beta, training=True, out=out)
-    dx, _, _ = K.batchnorm_backward(dy, x, gamma, m, s, out=dout)
+    y, st = K.batchnorm_forward(x, gamma, beta, training=True, out=out)
+    dx, _, _ = K.batchnorm_backward(dy, x, gamma, st, out=dout)
     assert y is out and dx is dout
     with pytest.raises(ValueError, match="out must be an array of shape"):
         K.batchnorm_forward(x, gamma, beta, training=True, out=np.empty((8, 3)))  # float64
@@ -186,14 +191,27 @@ def test_out_arrays_are_used(rng, backend):
         K.batchnorm_forward(x, gamma, beta, training=True, out=np.empty((3, 8), np.float32).T)
 
 
-def test_results_do_not_depend_on_thread_count(rng):
-    x, gamma, beta, dy = _data(rng, (1000, 37), np.float64)
+@pytest.mark.parametrize("norm", ["batch", "layer", "group"])
+def test_results_do_not_depend_on_thread_count(rng, norm):
+    """Above the parallel threshold the kernels split work into a fixed number of
+    chunks, so 1 and 2 threads add the same sums in the same order: equal to the bit."""
+    shape = (1024, 96, 3)
+    assert np.prod(shape) >= K.PARALLEL_MIN_SIZE  # else both runs use one thread and nothing is tested
+    x, gamma, beta, dy = _data(rng, shape, np.float32)
+    forward = {"batch": lambda: K.batchnorm_forward(x, gamma, beta, training=True),
+               "layer": lambda: K.layernorm_forward(x, gamma[:3], beta[:3]),
+               "group": lambda: K.groupnorm_forward(x, gamma, beta, 8)}[norm]
+    backward = {"batch": lambda st: K.batchnorm_backward(dy, x, gamma, st),
+                "layer": lambda st: K.layernorm_backward(dy, x, gamma[:3], st),
+                "group": lambda st: K.groupnorm_backward(dy, x, gamma, 8, st)}[norm]
     results = []
-    for threads in (1, 2):
-        numba.set_num_threads(threads)
-        y, m, s = K.batchnorm_forward(x, gamma, beta, training=True)
-        results.append((y, *K.batchnorm_backward(dy, x, gamma, m, s)))
-    numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+    try:
+        for threads in (1, 2):
+            numba.set_num_threads(threads)
+            y, st = forward()
+            results.append((y, *st, *backward(st)))
+    finally:
+        numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
     for a, b in zip(*results):
         np.testing.assert_array_equal(a, b)
 
@@ -217,8 +235,8 @@ BAD = {
                                                running_mean=G3, running_var=G3), ValueError, "x contains"),
     "x NaN group": (lambda: K.groupnorm_forward(np.full((2, 4, 2), np.nan), np.ones(4), np.ones(4), 2),
                     ValueError, "x contains"),
-    "dy NaN": (lambda: K.batchnorm_backward(np.full((4, 3), np.nan), X, G3, G3, G3), ValueError, "dy contains"),
-    "dy shape": (lambda: K.batchnorm_backward(np.ones((3, 3)), X, G3, G3, G3), ValueError, "dy must have x's shape"),
+    "dy NaN": (lambda: K.batchnorm_backward(np.full((4, 3), np.nan), X, G3, (G3, G3, G3)), ValueError, "dy contains"),
+    "dy shape": (lambda: K.batchnorm_backward(np.ones((3, 3)), X, G3, (G3, G3, G3)), ValueError, "dy must have x's shape"),
     "gamma shape": (lambda: K.batchnorm_forward(X, np.ones(4), G3, training=True), ValueError, r"gamma must have shape \(3,\)"),
     "one value per channel": (lambda: K.batchnorm_forward(X[:1], G3, G3, training=True), ValueError,
                               "more than 1 value per channel"),
@@ -232,7 +250,8 @@ BAD = {
     "negative running var": (lambda: K.batchnorm_forward(X, G3, G3, training=False, running_mean=G3,
                                                          running_var=-G3), ValueError, ">= 0"),
     "mean shape group": (lambda: K.groupnorm_backward(np.ones((2, 4, 2)), np.ones((2, 4, 2)), np.ones(4), 2,
-                                                      np.ones(2), np.ones(2)), ValueError, r"mean must have shape \(2, 2\)"),
+                                                      (np.ones(2),) * 3), ValueError, r"mean must have shape \(2, 2\)"),
+    "stats not a triple": (lambda: K.batchnorm_backward(X, X, G3, (G3, G3)), TypeError, "stats must be the NormStats"),
 }
 
 

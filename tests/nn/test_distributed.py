@@ -11,7 +11,7 @@ import pytest
 
 from normgrad import nn
 from normgrad.experiments.data_parallel import train
-from normgrad.functional.stats import combine_moments
+from normgrad.core.stats import combine_moments
 from normgrad.nn.distributed import (LocalCommunicator, SyncBatchNorm, SyncError, allreduce_grads,
                                      convert_sync_batchnorm, shard_bounds)
 
@@ -104,7 +104,7 @@ def test_sync_batchnorm_equals_batchnorm_on_the_whole_batch(rng, shards, shape_t
 
     group = _Threads(len(shards))
     results = group.run(rank)
-    assert group.calls == 2 * len(batches)
+    assert group.calls == 1 + 2 * len(batches)  # the layout check, then 2 per step
     for step, (y, dx, dw, db) in enumerate(want):
         np.testing.assert_allclose(np.concatenate([res[0][step][0] for res in results]), y, atol=1e-12)
         np.testing.assert_allclose(np.concatenate([res[0][step][1] for res in results]), dx, atol=1e-12)
@@ -137,6 +137,19 @@ def test_bad_input_on_one_rank_stops_every_rank():
     assert isinstance(res[1], TypeError) and isinstance(res[0], SyncError)
     res = _bad_rank_run(2, lambda r: np.arange(3.0 * (r == 0)).reshape(-1, 3))  # one row in all
     assert all(isinstance(e, ValueError) and "more than 1 value per channel" in str(e) for e in res)
+
+
+def test_ranks_whose_modules_disagree_all_raise_before_any_statistics_exchange():
+    group = _Threads(3)
+
+    def rank(r, comm):
+        bn = SyncBatchNorm(5 if r == 2 else 3, comm=comm, dtype=np.float64)
+        return bn.forward(np.ones((2, bn.num_features)))
+
+    res = group.run(rank)
+    for r in range(3):
+        assert isinstance(res[r], SyncError) and "disagree on num_features: [3, 3, 5]" in str(res[r]), res[r]
+    assert group.calls == 1  # only the small layout check: no buffers of different sizes were exchanged
 
 
 def test_bad_upstream_gradient_on_one_rank_stops_every_rank():

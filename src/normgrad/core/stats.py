@@ -1,8 +1,10 @@
-"""The one statistics helper and the one normalize helper behind every norm.
+"""The statistics behind every norm, in NumPy: moments, centring, merging, the closed-form backward.
 
-Batch, spatial batch, layer and group normalization are the same computation
-over different axes (Flax's ``_compute_stats``/``_normalize`` idea): this module
-holds it once.
+Batch, layer, group and instance normalization are the same computation over
+different axes of one view of x (``specs``; Flax's ``_compute_stats`` /
+``_normalize`` idea): this module holds it once. ``normgrad.functional`` and the
+NumPy path of ``normgrad.kernels`` use it; the Numba kernels state their own
+accumulation scheme in ``kernels/_numba.py``.
 
 Numerics. The mean is accumulated in float64, then subtracted in two float32
 pieces (``hi + lo``) so that even float32 data with a mean of 1e4 and a standard
@@ -13,9 +15,25 @@ values, again accumulated in float64: never E[x^2] - E[x]^2.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 Axes = tuple[int, ...]
+
+
+class NormStats(NamedTuple):
+    """The statistics a norm used, float64, all of one shape ((C,) across the
+    batch, (N, G) per sample): mean, biased var, and invstd = 1 / sqrt(var + eps)."""
+
+    mean: np.ndarray
+    var: np.ndarray
+    invstd: np.ndarray
+
+    @classmethod
+    def of(cls, mean, var, eps: float) -> "NormStats":
+        mean, var = np.asarray(mean, dtype=np.float64), np.asarray(var, dtype=np.float64)
+        return cls(mean, var, 1.0 / np.sqrt(var + eps))
 
 
 def center(x: np.ndarray, mean: np.ndarray) -> np.ndarray:

@@ -1,9 +1,15 @@
 """Input checks shared by every public function.
 
 Each check raises a ``TypeError`` (wrong kind of thing: not an array, integer or
-object dtype, not our cache) or a ``ValueError`` (right kind, wrong value: shape,
+object data, not our cache) or a ``ValueError`` (right kind, wrong value: shape,
 rank, NaN/Inf, unknown mode, eps <= 0, ...) whose message names the argument,
-what it got and what was expected. Nothing here copies or modifies its input.
+what it got and what was expected. NaN/Inf raise ``NonFiniteError``, a
+``ValueError``, so a training loop can tell divergence from a wrong call.
+
+Data (x, dout) must be float32 or float64. Parameters (gamma, beta, weights,
+running statistics) may also be integer arrays: they are promoted to the data's
+float dtype, as NumPy arithmetic would promote them. Nothing here modifies its
+input; only that promotion copies.
 """
 
 from __future__ import annotations
@@ -14,6 +20,10 @@ from numbers import Integral, Real
 import numpy as np
 
 MODES = ("train", "test")
+
+
+class NonFiniteError(ValueError):
+    """An array holds NaN or Inf (in training: usually divergence)."""
 
 
 FLOAT_DTYPES = (np.float32, np.float64)
@@ -46,7 +56,7 @@ def finite(name: str, arr: np.ndarray) -> None:
     bad = ~np.isfinite(arr)
     if bad.any():
         first = tuple(int(i) for i in np.argwhere(bad)[0])
-        raise ValueError(
+        raise NonFiniteError(
             f"{name} contains {int(bad.sum())} non-finite value(s) (NaN or Inf), "
             f"first at index {first}"
         )
@@ -61,9 +71,23 @@ def checked_input(name: str, a, ndim: int) -> np.ndarray:
     return arr
 
 
-def param_vector(name: str, a, shapes: tuple[tuple[int, ...], ...]) -> np.ndarray:
-    """A finite float parameter (gamma, beta, running stats) with one of ``shapes``."""
-    arr = float_array(name, a)
+def param_array(name: str, a, dtype=None) -> np.ndarray:
+    """A float parameter: float32/float64 as given; an integer array promoted to
+    ``dtype`` (the data's float dtype; float64 if None). Bool, complex, object and
+    other float widths are refused by name."""
+    try:
+        arr = np.asarray(a)
+    except ValueError as err:  # ragged nested lists
+        raise ValueError(f"{name} must be a rectangular array, got {type(a).__name__}: {err}") from None
+    if arr.dtype.kind in "iu":
+        return arr.astype(np.float64 if dtype is None else dtype)
+    return float_array(name, arr)
+
+
+def param_vector(name: str, a, shapes: tuple[tuple[int, ...], ...], dtype=None) -> np.ndarray:
+    """A finite float parameter (gamma, beta, running stats) with one of ``shapes``;
+    integer arrays are promoted to ``dtype`` (see ``param_array``)."""
+    arr = param_array(name, a, dtype)
     if arr.shape not in shapes:
         wanted = " or ".join(str(s) for s in shapes)
         raise ValueError(f"{name} must have shape {wanted}, got {arr.shape}")

@@ -256,14 +256,14 @@ def analyze_forward(name: str, raw: dict) -> FunctionReport:
             continue
         C = case.shape[1]
         m = probe.MOMENTUM
-        ref_m, ref_v, rev_m, rev_v, unb_v = np.zeros(C), np.ones(C), np.zeros(C), np.ones(C), np.ones(C)
+        ref_m, ref_v, rev_m, rev_v, unb_v = (np.zeros(C) for _ in range(5))  # the CS231n starter starts at zeros
         for x in case.xs[: probe.TRAIN_STEPS]:
             mu, var = batch_stats(x, kind)
             count = x.size // C
             ref_m, ref_v = m * ref_m + (1 - m) * mu, m * ref_v + (1 - m) * var
             rev_m, rev_v = (1 - m) * rev_m + m * mu, (1 - m) * rev_v + m * var
             unb_v = m * unb_v + (1 - m) * var * count / (count - 1)
-        no_update_m, no_update_v = np.zeros(C), np.ones(C)
+        no_update_m, no_update_v = np.zeros(C), np.zeros(C)
         rmean.add(rec["running_mean"], ref_m, {"momentum-reversed": rev_m, "no-running-update": no_update_m})
         rvar.add(rec["running_var"], ref_v, {"momentum-reversed": rev_v, "no-running-update": no_update_v,
                                             "running-var-unbiased": unb_v})

@@ -34,6 +34,7 @@ from .. import functional as F
 from .. import kernels
 from .._io import atomic_write
 from .gradchecks import large_mean_case
+from .timing import time_interleaved
 
 SHAPES = [(256, 1024), (4096, 1024), (65536, 256), (64, 64, 32, 32)]
 QUICK_SHAPES = [(256, 1024), (8, 16, 8, 8)]
@@ -104,8 +105,8 @@ def _implementations(x: np.ndarray, torch) -> dict[str, tuple[int, callable]]:
     impls["numpy closed"] = (1, closed)
 
     def fused():
-        _, mean, invstd = kernels.batchnorm_forward(x, gamma, beta, training=True, out=y)
-        kernels.batchnorm_backward(dy, x, gamma, mean, invstd, out=dx)
+        _, stats = kernels.batchnorm_forward(x, gamma, beta, training=True, out=y)
+        kernels.batchnorm_backward(dy, x, gamma, stats, out=dx)
 
     impls["fused 1t"] = (1, fused)
     impls["fused 2t"] = (2, fused)
@@ -172,8 +173,8 @@ def compile_cost() -> dict[str, float]:
         "from normgrad import kernels\n"
         "for dt in (np.float32, np.float64):\n"
         "    x = np.ones((8, 4), dt); x[0] = 2\n"
-        "    y, m, s = kernels.batchnorm_forward(x, np.ones(4), np.zeros(4), training=True)\n"
-        "    kernels.batchnorm_backward(x, x, np.ones(4), m, s)\n"
+        "    y, stats = kernels.batchnorm_forward(x, np.ones(4), np.zeros(4), training=True)\n"
+        "    kernels.batchnorm_backward(x, x, np.ones(4), stats)\n"
         "print(time.perf_counter() - t)\n"
     )
     result = {}
@@ -206,7 +207,7 @@ def train_step_times(torch, normalization: str = "batchnorm", batch: int = 50, h
     ``FullyConnectedNet`` + ``Solver``'s update vs the same layers in PyTorch, float32,
     both at the machine's thread count. Interleaved, after a warm-up."""
     from .. import optim
-    from ..nn.models import FullyConnectedNet
+    from ..classifiers import FullyConnectedNet
 
     rng = np.random.default_rng(0)
     X = rng.standard_normal((batch, input_dim)).astype(np.float32)
@@ -237,19 +238,6 @@ def train_step_times(torch, normalization: str = "batchnorm", batch: int = 50, h
 
         steps["torch"] = theirs
     return time_interleaved(steps, repeats, warmup=10)
-
-
-def time_interleaved(fns: dict, repeats: int, warmup: int = 2) -> dict[str, float]:
-    """Median ms of each function, called in turn each round (so load drifts hit all
-    alike), after ``warmup`` rounds."""
-    times = {name: [] for name in fns}
-    for i in range(repeats + warmup):
-        for name, fn in fns.items():
-            t = time.perf_counter()
-            fn()
-            if i >= warmup:
-                times[name].append(time.perf_counter() - t)
-    return {name: 1e3 * float(np.median(t)) for name, t in times.items()}
 
 
 def machine() -> dict[str, str]:

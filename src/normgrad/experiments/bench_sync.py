@@ -10,7 +10,7 @@ process doing the whole global batch (normgrad and torch, at world_size threads)
 
 from __future__ import annotations
 
-from .bench import time_interleaved
+from .timing import time_interleaved
 
 SHAPES = [(256, 1024), (4096, 256), (64, 64, 32, 32)]
 QUICK_SHAPES = [(256, 1024)]
@@ -27,8 +27,14 @@ def _rank_timing(rank, world, shapes, repeats):
     import torch.distributed as dist
 
     import normgrad.torch as nt
+    from normgrad.core.sync import CountingCommunicator
     from normgrad.nn.distributed import shard_bounds
-    from normgrad.torch.distributed import count_allreduces
+
+    class CountingSyncBatchNorm(nt.SyncBatchNorm):
+        def communicator(self):
+            comm = super().communicator()
+            self.counted = None if comm is None else CountingCommunicator(comm)
+            return self.counted
 
     torch.set_num_threads(1)
     numba.set_num_threads(1)
@@ -39,17 +45,18 @@ def _rank_timing(rank, world, shapes, repeats):
         g = torch.Generator().manual_seed(rank)
         x = torch.randn((hi - lo, *shape[1:]), generator=g).requires_grad_()
         dy = torch.randn(x.shape, generator=g)
-        sync, plain = nt.SyncBatchNorm(C), nt.BatchNorm2d(C) if len(shape) == 4 else nt.BatchNorm1d(C)
+        sync, plain = CountingSyncBatchNorm(C), nt.BatchNorm2d(C) if len(shape) == 4 else nt.BatchNorm1d(C)
         stats_buf, grad_buf = torch.zeros(world, 3 + 2 * C, dtype=torch.float64), torch.zeros(2 * C + 1, dtype=torch.float64)
 
-        with count_allreduces() as calls:
-            _fwd_bwd(sync, x, dy)
+        _fwd_bwd(sync, x, dy)  # the first step also checks that the ranks' layers agree
+        _fwd_bwd(sync, x, dy)
+        calls = sync.counted.calls  # of one step after the first
         ms = time_interleaved({
             "sync": lambda: _fwd_bwd(sync, x, dy),
             "plain": lambda: _fwd_bwd(plain, x, dy),
             "allreduce": lambda: (dist.all_reduce(stats_buf), dist.all_reduce(grad_buf)),
         }, repeats)
-        rows.append(dict(shape=list(shape), ranks=world, shard=list(x.shape), allreduce_calls=len(calls), **{
+        rows.append(dict(shape=list(shape), ranks=world, shard=list(x.shape), allreduce_calls=calls, **{
             f"{k}_ms": v for k, v in ms.items()}))
     return rows
 

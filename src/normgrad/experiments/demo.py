@@ -21,7 +21,7 @@ import numpy as np
 
 from .._io import atomic_write
 from ..gradcheck import eval_numerical_gradient, rel_error
-from ..nn.models import FullyConnectedNet
+from ..classifiers import FullyConnectedNet
 from ..solver import Solver
 from . import gradchecks, graph_walk
 
@@ -89,13 +89,13 @@ def _record(model: FullyConnectedNet, probe: tuple[np.ndarray, np.ndarray], resu
     The pass runs in training mode (batch statistics, as the net sees its data while
     it learns) without dropout, and leaves the running statistics as they were.
     """
-    saved, use_dropout = [dict(p) for p in model.bn_params], model.use_dropout
+    saved, use_dropout = model.state(), model.use_dropout
     model.record_activations, model.use_dropout = True, False
     try:
         model.loss(*probe)
     finally:
         model.record_activations, model.use_dropout = False, use_dropout
-        model.bn_params[:] = saved
+        model.load_state(saved)
     acts = model.activations
     result.activation_hist.append([np.histogram(np.clip(a, -4, 4), HIST_EDGES)[0].tolist() for a in acts])
     result.activation_std.append([float(a.std()) for a in acts])

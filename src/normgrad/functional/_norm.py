@@ -1,10 +1,11 @@
-"""The normalize-scale-shift layer that every norm in this package is.
+"""The normalize-scale-shift layer that every norm in this package is, in readable NumPy.
 
 out = gamma * (x - mean) / sqrt(var + eps) + beta
 
-Each public norm only decides three things: the layout of x (group norm views
-(N, C, H, W) as (N, G, C/G, H, W)), the axes its statistics reduce over, and the
-axes its gamma/beta are shared over. Everything else lives here, once.
+A norm is chosen by its ``NormSpec`` (``normgrad.core.specs``): x is viewed as
+(N, G, K, L) and the statistics reduce over the spec's axes of that view. The
+public functions (batchnorm_forward, layernorm_forward, ...) only validate their
+CS231n-style arguments and call ``normalize``; their backward is ``norm_backward``.
 """
 
 from __future__ import annotations
@@ -13,28 +14,31 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import _validate as v
-from .stats import Axes, center, moments, normalize_backward, reduce_sum
+from ..core import validate as v
+from ..core.specs import NormSpec, View
+from ..core.stats import center, moments, normalize_backward, reduce_sum
 
 
 @dataclass(frozen=True)
 class NormCache:
-    """What a norm's backward needs: one array of x's size, the rest per channel.
+    """What a norm's backward needs: one array of x's size, the rest per statistic.
 
     - kind: which forward made it ('batchnorm', 'layernorm', ...)
-    - xhat: normalized input, in the layer's working layout
-    - gamma: scale, shaped to broadcast against xhat, in xhat's dtype
+    - spec: the norm's description (axes of the view)
+    - xhat: normalized input, in the (N, G, K, L) view
+    - gamma: scale, shaped (1, G, K, 1), in xhat's dtype
     - mean, var: the statistics used (batch or running), float64, broadcastable
+      against the view
     - std, ivar: sqrt(var + eps) and its inverse, in xhat's dtype
     - eps: the epsilon used
-    - stats_axes: axes the statistics reduced over, or None when they were
-      constants (batch norm in test mode): then x reaches out only through xhat
-    - param_axes: axes gamma and beta are shared over
+    - batch_stats: False when the statistics were constants (batch norm in test
+      mode): then x reaches out only through xhat
     - out_shape: shape of x and out as the user sees them
     - gamma_shape, gamma_dtype: dgamma and dbeta come back in these
     """
 
     kind: str
+    spec: NormSpec
     xhat: np.ndarray
     gamma: np.ndarray
     mean: np.ndarray
@@ -42,8 +46,7 @@ class NormCache:
     std: np.ndarray
     ivar: np.ndarray
     eps: float
-    stats_axes: Axes | None
-    param_axes: Axes
+    batch_stats: bool
     out_shape: tuple[int, ...]
     gamma_shape: tuple[int, ...]
     gamma_dtype: np.dtype
@@ -54,53 +57,47 @@ class NormCache:
         return sum(a.nbytes for a in (self.xhat, self.gamma, self.mean, self.var, self.std, self.ivar))
 
 
-def normalize(
-    kind: str,
-    x: np.ndarray,
-    gamma: np.ndarray,
-    beta: np.ndarray,
-    eps: float,
-    stats_axes: Axes,
-    param_axes: Axes,
-    out_shape: tuple[int, ...],
-    pshape: tuple[int, ...],
-    stats: tuple[np.ndarray, np.ndarray] | None = None,
-) -> tuple[np.ndarray, NormCache]:
-    """Normalize ``x`` over ``stats_axes`` (or with fixed ``stats``), scale, shift.
+def per_channel(a: np.ndarray, view: View) -> np.ndarray:
+    """A (C,) vector shaped (1, G, K, 1) against the view."""
+    return a.reshape(1, view[1], view[2], 1)
+
+
+def normalize(kind: str, spec: NormSpec, x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: float,
+              G: int | None = None, stats: tuple[np.ndarray, np.ndarray] | None = None):
+    """Normalize ``x`` with batch statistics over the spec's axes (or fixed ``stats``), scale, shift.
 
     Inputs:
-    - x: validated data in the working layout
-    - gamma, beta: validated, in the user's shape
-    - pshape: the shape that broadcasts gamma and beta against x
-    - stats: (mean, var) to use instead of batch statistics, broadcastable to x
+    - x: validated data, any shape the spec takes
+    - gamma, beta: validated, one value per channel, in the user's shape
+    - G: groups, for specs that take them
+    - stats: per-channel (mean, var), each (C,), to use instead of batch statistics
     Returns a tuple of:
-    - out: x's shape and dtype, reshaped to ``out_shape``
+    - out: x's shape and dtype
     - cache: a NormCache; ``cache.mean``/``cache.var`` are the statistics used
     """
     dtype = x.dtype
+    view = spec.view(x.shape, G)
+    xv = x.reshape(view)
     if stats is None:
-        mean, var, xmu = moments(x, stats_axes)
+        mean, var, xmu = moments(xv, spec.reduce_axes)
         if not np.isfinite(var).all():
             raise ValueError("x: the variance of some channel overflows float64 (values near 1e154 or beyond); "
                              "rescale x")
     else:
-        mean, var = (np.asarray(s, dtype=np.float64) for s in stats)
-        xmu = center(x, mean)
-        stats_axes = None
+        mean, var = (per_channel(np.asarray(s, dtype=np.float64), view) for s in stats)
+        xmu = center(xv, mean)
     std64 = np.sqrt(var + eps)
     std, ivar = std64.astype(dtype), (1.0 / std64).astype(dtype)
     xhat = xmu
     xhat *= ivar
-    gamma_w = gamma.reshape(pshape).astype(dtype, copy=True)  # the cache's own copy
-    beta_w = beta.reshape(pshape).astype(dtype, copy=False)
+    gamma_w = per_channel(gamma, view).astype(dtype, copy=True)  # the cache's own copy
     out = xhat * gamma_w
-    out += beta_w
+    out += per_channel(beta, view).astype(dtype, copy=False)
     cache = NormCache(
-        kind=kind, xhat=xhat, gamma=gamma_w, mean=mean, var=var, std=std, ivar=ivar,
-        eps=eps, stats_axes=stats_axes, param_axes=param_axes, out_shape=out_shape,
-        gamma_shape=gamma.shape, gamma_dtype=gamma.dtype,
+        kind=kind, spec=spec, xhat=xhat, gamma=gamma_w, mean=mean, var=var, std=std, ivar=ivar, eps=eps,
+        batch_stats=stats is None, out_shape=x.shape, gamma_shape=gamma.shape, gamma_dtype=gamma.dtype,
     )
-    return out.reshape(out_shape), cache
+    return out.reshape(x.shape), cache
 
 
 def check_cache(cache, kinds: tuple[str, ...], func: str) -> NormCache:
@@ -111,14 +108,15 @@ def check_cache(cache, kinds: tuple[str, ...], func: str) -> NormCache:
 
 
 def param_grads(dout: np.ndarray, cache: NormCache) -> tuple[np.ndarray, np.ndarray]:
-    """dgamma = sum(dout * xhat), dbeta = sum(dout) over the shared axes, in gamma's shape."""
-    dgamma = reduce_sum(dout * cache.xhat, cache.param_axes, cache.gamma_dtype)
-    dbeta = reduce_sum(dout, cache.param_axes, cache.gamma_dtype)
+    """dgamma = sum(dout * xhat), dbeta = sum(dout) over the shared axes, in gamma's shape and dtype."""
+    axes = cache.spec.param_axes
+    dgamma = reduce_sum(dout * cache.xhat, axes, cache.gamma_dtype)
+    dbeta = reduce_sum(dout, axes, cache.gamma_dtype)
     return dgamma.reshape(cache.gamma_shape), dbeta.reshape(cache.gamma_shape)
 
 
 def working_dout(dout, cache: NormCache) -> np.ndarray:
-    """Validate dout against the forward's output and view it in the working layout."""
+    """Validate dout against the forward's output and view it like xhat."""
     return v.upstream(dout, cache.out_shape, cache.xhat.dtype).reshape(cache.xhat.shape)
 
 
@@ -127,8 +125,8 @@ def norm_backward(dout, cache: NormCache) -> tuple[np.ndarray, np.ndarray, np.nd
     dout = working_dout(dout, cache)
     dgamma, dbeta = param_grads(dout, cache)
     dxhat = dout * cache.gamma
-    if cache.stats_axes is None:
-        dx = dxhat * cache.ivar
+    if cache.batch_stats:
+        dx = normalize_backward(dxhat, cache.xhat, cache.ivar, cache.spec.reduce_axes)
     else:
-        dx = normalize_backward(dxhat, cache.xhat, cache.ivar, cache.stats_axes)
+        dx = dxhat * cache.ivar
     return dx.reshape(cache.out_shape), dgamma, dbeta

@@ -16,69 +16,54 @@ It is computed fused and stably (see ``stats.py``); ``batchnorm_backward``
 walks the same numbers in reverse, ``batchnorm_backward_alt`` is the closed
 form. Both take the same cache.
 
-Running statistics follow CS231n: running = momentum * running + (1 - momentum)
-* batch, with the biased batch variance; missing ones start at mean 0, var 1.
+Running statistics follow CS231n (``core.running.CS231N``): running = momentum *
+running + (1 - momentum) * batch, with the biased batch variance; missing ones
+start at zeros, as in the course's starter code.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from . import _validate as v
+from ..core import running
+from ..core import validate as v
+from ..core.specs import BATCH
+from ..core.stats import reduce_sum
 from ._norm import check_cache, norm_backward, normalize, working_dout
-from .stats import reduce_sum
 
 _BN_KINDS = ("batchnorm",)
 
 
-def _running(bn_param: dict, key: str, C: int, dtype, fill: float) -> np.ndarray:
+def _running(bn_param: dict, key: str, C: int, dtype) -> np.ndarray:
     if bn_param.get(key) is None:
-        return np.full(C, fill, dtype=dtype)
-    return v.param_vector(f"bn_param[{key!r}]", bn_param[key], ((C,),))
+        return np.zeros(C, dtype=dtype)
+    return v.param_vector(f"bn_param[{key!r}]", bn_param[key], ((C,),), dtype)
 
 
-def _updated(key: str, running: np.ndarray, batch: np.ndarray, momentum: float, x: np.ndarray) -> np.ndarray:
-    """momentum * running + (1 - momentum) * batch, as a new array in the wider of
-    the running statistic's and x's dtypes; refuses to overflow that dtype."""
-    dtype = np.result_type(running, x)
-    new = momentum * running + (1.0 - momentum) * batch
-    if np.abs(new).max() > np.finfo(dtype).max:
-        raise ValueError(
-            f"bn_param[{key!r}] would overflow {np.dtype(dtype).name} (largest {np.abs(new).max():.3g}); "
-            "pass float64 running statistics"
-        )
-    return new.astype(dtype)
-
-
-def _batch_norm(x, gamma, beta, bn_param, *, kind, stats_axes, bshape):
-    """Shared by the (N, D) and spatial forwards once x has been checked.
-
-    - x: (N, D) or (N, C, H, W); C (= D) is axis 1
-    - bshape: shape that broadcasts a per-channel vector against x
-    """
+def _batch_norm(x, gamma, beta, bn_param, kind):
+    """Shared by the (N, D) and spatial forwards once x has been checked; C (= D) is axis 1."""
     mode = v.mode_value(bn_param)
     eps = v.eps_value(bn_param.get("eps", 1e-5), x.dtype)
     momentum = v.momentum_value(bn_param.get("momentum", 0.9))
     C = x.shape[1]
-    gamma = v.param_vector("gamma", gamma, ((C,),))
-    beta = v.param_vector("beta", beta, ((C,),))
-    running_mean = _running(bn_param, "running_mean", C, x.dtype, 0.0)
-    running_var = _running(bn_param, "running_var", C, x.dtype, 1.0)
+    gamma = v.param_vector("gamma", gamma, ((C,),), x.dtype)
+    beta = v.param_vector("beta", beta, ((C,),), x.dtype)
+    running_mean = _running(bn_param, "running_mean", C, x.dtype)
+    running_var = _running(bn_param, "running_var", C, x.dtype)
     if (running_var < 0).any():
         raise ValueError("bn_param['running_var'] must be >= 0 everywhere")
 
     if mode == "train":
         v.enough_values(x.size // C, f"input of shape {x.shape}")
-        out, cache = normalize(kind, x, gamma, beta, eps, stats_axes, stats_axes, x.shape, bshape)
-        batch_mean, batch_var = cache.mean.reshape(C), cache.var.reshape(C)
-        new_mean = _updated("running_mean", running_mean, batch_mean, momentum, x)
-        new_var = _updated("running_var", running_var, batch_var, momentum, x)
-        bn_param["running_mean"], bn_param["running_var"] = new_mean, new_var
+        out, cache = normalize(kind, BATCH, x, gamma, beta, eps)
+        new_mean, new_var = running.updated(running.CS231N, running_mean, running_var, cache.mean.reshape(C),
+                                            cache.var.reshape(C), x.size // C, momentum)
+        # new arrays in the wider of each running statistic's and x's dtypes
+        bn_param["running_mean"] = running.fits("bn_param['running_mean']", new_mean,
+                                                np.result_type(running_mean, x))
+        bn_param["running_var"] = running.fits("bn_param['running_var']", new_var, np.result_type(running_var, x))
     else:
-        stats = (running_mean.reshape(bshape), running_var.reshape(bshape))
-        out, cache = normalize(
-            kind, x, gamma, beta, eps, stats_axes, stats_axes, x.shape, bshape, stats=stats
-        )
+        out, cache = normalize(kind, BATCH, x, gamma, beta, eps, stats=(running_mean, running_var))
         bn_param["running_mean"], bn_param["running_var"] = running_mean, running_var
     return out, cache
 
@@ -103,7 +88,7 @@ def batchnorm_forward(x, gamma, beta, bn_param):
     - cache: what batchnorm_backward and batchnorm_backward_alt need
     """
     x = v.checked_input("x", x, 2)
-    return _batch_norm(x, gamma, beta, bn_param, kind="batchnorm", stats_axes=(0,), bshape=(1, x.shape[1]))
+    return _batch_norm(x, gamma, beta, bn_param, "batchnorm")
 
 
 def batchnorm_backward(dout, cache):
@@ -121,11 +106,12 @@ def batchnorm_backward(dout, cache):
     - dbeta: gradient with respect to beta, of shape (D,)
     """
     cache = check_cache(cache, _BN_KINDS, "batchnorm_backward")
-    dout = working_dout(dout, cache)
+    N, D = cache.out_shape
+    dout = working_dout(dout, cache).reshape(N, D)
     dtype = dout.dtype
-    xhat, gamma, ivar, sqrtvar = cache.xhat, cache.gamma, cache.ivar, cache.std
+    xhat = cache.xhat.reshape(N, D)
+    gamma, ivar, sqrtvar = (a.reshape(D) for a in (cache.gamma, cache.ivar, cache.std))
     xmu = xhat * sqrtvar  # the value of gate 2, rebuilt: the cache keeps one (N, D) array
-    N, D = dout.shape
 
     def colsum(a):  # sum over the batch, accumulated in float64
         return reduce_sum(a, (0,), dtype)
@@ -139,7 +125,7 @@ def batchnorm_backward(dout, cache):
     # 7. forward was: xhat = xmu * ivar  (xmu feeds gates 7 and 3: first branch)
     divar = colsum(dxhat * xmu)
     dxmu1 = dxhat * ivar
-    if cache.stats_axes is None:
+    if not cache.batch_stats:
         # test mode: mu and var were the running averages, constants here,
         # so gates 1-6 carry no gradient back to x.
         return dxmu1, dgamma.astype(cache.gamma_dtype), dbeta.astype(cache.gamma_dtype)
@@ -186,10 +172,7 @@ def spatial_batchnorm_forward(x, gamma, beta, bn_param):
     - cache: what spatial_batchnorm_backward needs
     """
     x = v.checked_input("x", x, 4)
-    return _batch_norm(
-        x, gamma, beta, bn_param, kind="spatial_batchnorm", stats_axes=(0, 2, 3),
-        bshape=(1, x.shape[1], 1, 1),
-    )
+    return _batch_norm(x, gamma, beta, bn_param, "spatial_batchnorm")
 
 
 def spatial_batchnorm_backward(dout, cache):

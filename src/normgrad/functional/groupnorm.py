@@ -3,13 +3,14 @@
 The C channels are split into G groups; each example's group is normalized by
 its own mean and variance over (C/G, H, W), then every channel is scaled and
 shifted by its own gamma and beta. This is layer norm after a reshape: x of
-shape (N, C, H, W) is viewed (no copy) as (N, G, C/G, H, W) and normalized over
-the last three axes.
+shape (N, C, H, W) is viewed (no copy) as (N, G, C/G, H*W) and normalized over
+the last two axes (``core.specs.GROUP``).
 """
 
 from __future__ import annotations
 
-from . import _validate as v
+from ..core import validate as v
+from ..core.specs import GROUP
 from ._norm import check_cache, norm_backward, normalize
 
 
@@ -27,21 +28,15 @@ def spatial_groupnorm_forward(x, gamma, beta, G, gn_param):
     """
     gn_param = v.param_dict(gn_param, "gn_param")
     x = v.checked_input("x", x, 4)
-    N, C, H, W = x.shape
-    G = v.integer_value("G", G)
-    if G < 1 or C % G:
-        raise ValueError(f"G must be a positive divisor of the channel count C={C}, got G={G}")
+    C = x.shape[1]
+    G = GROUP.num_groups(C, G)
     shapes = ((1, C, 1, 1), (C,))
-    gamma = v.param_vector("gamma", gamma, shapes)
-    beta = v.param_vector("beta", beta, shapes)
+    gamma = v.param_vector("gamma", gamma, shapes, x.dtype)
+    beta = v.param_vector("beta", beta, shapes, x.dtype)
     if gamma.shape != beta.shape:
         raise ValueError(f"gamma and beta must have the same shape, got {gamma.shape} and {beta.shape}")
     eps = v.eps_value(gn_param.get("eps", 1e-5), x.dtype)
-    grouped = x.reshape(N, G, C // G, H, W)
-    return normalize(
-        "spatial_groupnorm", grouped, gamma, beta, eps, stats_axes=(2, 3, 4),
-        param_axes=(0, 3, 4), out_shape=x.shape, pshape=(1, G, C // G, 1, 1),
-    )
+    return normalize("spatial_groupnorm", GROUP, x, gamma, beta, eps, G)
 
 
 def spatial_groupnorm_backward(dout, cache):

@@ -7,7 +7,8 @@ gamma and beta. It behaves the same in training and at test time.
 
 from __future__ import annotations
 
-from . import _validate as v
+from ..core import validate as v
+from ..core.specs import LAYER
 from ._norm import check_cache, norm_backward, normalize
 
 
@@ -26,10 +27,10 @@ def layernorm_forward(x, gamma, beta, ln_param):
     ln_param = v.param_dict(ln_param, "ln_param")
     x = v.checked_input("x", x, 2)
     D = x.shape[1]
-    gamma = v.param_vector("gamma", gamma, ((D,),))
-    beta = v.param_vector("beta", beta, ((D,),))
+    gamma = v.param_vector("gamma", gamma, ((D,),), x.dtype)
+    beta = v.param_vector("beta", beta, ((D,),), x.dtype)
     eps = v.eps_value(ln_param.get("eps", 1e-5), x.dtype)
-    return normalize("layernorm", x, gamma, beta, eps, (1,), (0,), x.shape, (1, D))
+    return normalize("layernorm", LAYER, x, gamma, beta, eps)
 
 
 def layernorm_backward(dout, cache):

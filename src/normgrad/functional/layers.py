@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from . import _validate as v
+from ..core import validate as v
 from .batchnorm import batchnorm_backward_alt, batchnorm_forward, spatial_batchnorm_backward, spatial_batchnorm_forward
 from .groupnorm import spatial_groupnorm_backward, spatial_groupnorm_forward
 from .layernorm import layernorm_backward, layernorm_forward

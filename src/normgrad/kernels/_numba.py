@@ -1,11 +1,16 @@
-"""Fused Numba kernels. Imported only when Numba is installed (see __init__.py).
+"""Fused Numba kernels. Imported only when Numba is installed (see __init__.py);
+each is compiled on its first call (and cached on disk), not at import.
 
 Two families cover every norm:
 
 - channel statistics (batch norm): x viewed as (N, C, L), statistics per channel
-  over N and L. Threads take chunks of N; each accumulates shifted sums in
-  float64, and the chunks' sums are added (they share the shift, so this is
-  exact up to float64 rounding).
+  over N and L, in one pass over x. Threads take chunks of N; each accumulates
+  float64 sums of d = x - K and d**2, shifted by K = the channel's first value,
+  and the chunks' sums are added (they share the shift). var = S2/n - (S1/n)**2.
+  With float64 accumulation of n values the absolute error of var is at most
+  about n * 2**-52 * (var + (mean - K)**2): the shift keeps (mean - K)**2 of the
+  order of var unless the first value is an extreme outlier, so float32 data
+  with a mean of 1e4 and std 1 keeps its variance to about 1e-11 relative (n = 65536).
 - row statistics (layer and group norm): x viewed as (N, C, L) with G groups;
   statistics per (n, g) row of C/G * L values, two-pass within the row (which
   is in cache). gamma and beta are per channel; layer norm is G = 1, L = 1.
@@ -101,17 +106,6 @@ def channel_affine(x, mean, invstd, gamma, beta, y, nchunks):
                         out[i] = (np.float64(row[i]) - m) * s + b
 
 
-@njit(cache=True, nogil=True)
-def channel_forward(x, gamma, beta, eps, y, nchunks):
-    """Training forward in one call: batch statistics, then y. Returns mean, invstd."""
-    mean, var = channel_stats(x, nchunks)
-    invstd = np.empty_like(var)
-    for c in range(var.shape[0]):
-        invstd[c] = 1.0 / np.sqrt(var[c] + eps)
-    channel_affine(x, mean, invstd, gamma, beta, y, nchunks)
-    return mean, invstd
-
-
 @njit(**_OPTS)
 def channel_grad_sums(dy, x, mean, nchunks):
     """Per-channel sum(dy) and sum(dy * (x - mean)) over x (N, C, L), float64."""
@@ -182,34 +176,9 @@ def channel_grad_input(dy, x, mean, scale, c1, c2, dx, nchunks):
                         out[i] = s * (np.float64(grow[i]) - a - (np.float64(row[i]) - m) * b)
 
 
-@njit(cache=True, nogil=True)
-def channel_backward(dy, x, mean, invstd, gamma, batch_stats, dx, nchunks):
-    """dx (into ``dx``), dgamma, dbeta for per-channel normalization of x (N, C, L).
-
-    With batch_stats the mean and variance paths are included; without (test
-    mode) x reaches y only through xhat.
-    """
-    N, C, L = x.shape
-    dbeta, t2 = channel_grad_sums(dy, x, mean, nchunks)
-    count = N * L
-    dgamma = np.empty(C)
-    scale = np.empty(C)
-    c1 = np.zeros(C)
-    c2 = np.zeros(C)
-    for c in range(C):
-        dgamma[c] = t2[c] * invstd[c]
-        # dx = gamma * invstd * (dy - mean(dy) - xhat * mean(dy * xhat))
-        scale[c] = gamma[c] * invstd[c]
-        if batch_stats:
-            c1[c] = dbeta[c] / count
-            c2[c] = t2[c] * invstd[c] * invstd[c] / count
-    channel_grad_input(dy, x, mean, scale, c1, c2, dx, nchunks)
-    return dgamma, dbeta
-
-
 @njit(**_OPTS)
-def row_forward(x, gamma, beta, G, eps, y, mean, invstd):
-    """Group statistics of x (N, C, L) per (n, g), two-pass; writes y, mean/invstd (N, G)."""
+def row_forward(x, gamma, beta, G, eps, y, mean, var_out, invstd):
+    """Group statistics of x (N, C, L) per (n, g), two-pass; writes y and mean, var, invstd (N, G)."""
     N, C, L = x.shape
     Cg = C // G
     count = Cg * L
@@ -231,6 +200,7 @@ def row_forward(x, gamma, beta, G, eps, y, mean, invstd):
         var = max((s2 - s1 * s1 / count) / count, 0.0)
         inv = 1.0 / np.sqrt(var + eps)
         mean[n, g] = m
+        var_out[n, g] = var
         invstd[n, g] = inv
         for c in range(g * Cg, (g + 1) * Cg):
             sc = inv * gamma[c]

@@ -13,7 +13,7 @@ from numbers import Integral
 
 import numpy as np
 
-from ..functional import _validate as v
+from ..core import validate as v
 from ..functional import layers as L
 from .module import Module
 

@@ -2,8 +2,9 @@
 
 Batch-norm modules match ``torch.nn.BatchNorm*d``: ``momentum`` is the weight of
 the new batch (None = cumulative average), the running variance is the unbiased
-batch variance, ``num_batches_tracked`` counts training batches, and the state
-dict keys are ``weight, bias, running_mean, running_var, num_batches_tracked``.
+batch variance (``core.running.TORCH``), ``num_batches_tracked`` counts training
+batches, and the state dict keys are ``weight, bias, running_mean, running_var,
+num_batches_tracked``.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from numbers import Integral
 import numpy as np
 
 from .. import kernels
-from ..functional import _validate as v
+from ..core import running
+from ..core import validate as v
 from .module import Module
 
 
@@ -32,13 +34,12 @@ class _NormBase(Module):
     def _gamma_beta(self):
         if self.affine:
             return self.params["weight"], self.params["bias"]
-        ones = np.ones(self.num_features)
-        return ones, np.zeros(self.num_features)
+        return np.ones(self.num_features), np.zeros(self.num_features)
 
     def _set_grads(self, dgamma, dbeta):
         if self.affine:
-            self.grads["weight"] = dgamma.astype(self.params["weight"].dtype)
-            self.grads["bias"] = dbeta.astype(self.params["bias"].dtype)
+            self.grads["weight"] = dgamma.astype(self.params["weight"].dtype).reshape(self.params["weight"].shape)
+            self.grads["bias"] = dbeta.astype(self.params["bias"].dtype).reshape(self.params["bias"].shape)
 
     def _saved_or_raise(self):
         if self._saved is None:
@@ -62,40 +63,43 @@ class _BatchNorm(_NormBase):
     def _check_input_dim(self, x):
         raise NotImplementedError
 
-    def forward(self, x):
-        """x: (N, C) or (N, C, L) for 1d, (N, C, H, W) for 2d. Returns y of x's shape and dtype."""
+    def _checked(self, x) -> np.ndarray:
         x = v.float_array("x", x)
         self._check_input_dim(x)
         if x.shape[1] != self.num_features:
             raise ValueError(f"expected {self.num_features} channels (axis 1), got input of shape {x.shape}")
+        return x
+
+    def forward(self, x):
+        """x: (N, C) or (N, C, L) for 1d, (N, C, H, W) for 2d. Returns y of x's shape and dtype."""
+        x = self._checked(x)
         gamma, beta = self._gamma_beta()
         batch_stats = self.training or not self.track_running_stats
         if batch_stats:
-            y, mean, invstd = kernels.batchnorm_forward(x, gamma, beta, training=True, eps=self.eps)
+            y, stats = kernels.batchnorm_forward(x, gamma, beta, training=True, eps=self.eps)
             if self.training and self.track_running_stats:
-                # the biased batch variance the kernel used
-                self._update_running(x.size // self.num_features, mean, 1.0 / invstd**2 - self.eps)
+                self._update_running(x.size // self.num_features, stats.mean, stats.var)
         else:
-            y, mean, invstd = kernels.batchnorm_forward(
+            y, stats = kernels.batchnorm_forward(
                 x, gamma, beta, training=False, eps=self.eps,
                 running_mean=self.buffers["running_mean"], running_var=self.buffers["running_var"])
-        self._saved = (x, mean, invstd, batch_stats)
+        self._saved = (x, stats, batch_stats)
         return y
 
     def _update_running(self, count: int, mean, var):
         """Fold one batch's mean and biased variance (from ``count`` values per channel) into the running stats."""
-        unbiased = var * count / (count - 1)
         b = self.buffers
         b["num_batches_tracked"] = np.array(int(b["num_batches_tracked"]) + 1, dtype=np.int64)
-        f = 1.0 / int(b["num_batches_tracked"]) if self.momentum is None else self.momentum
-        b["running_mean"] = ((1 - f) * b["running_mean"] + f * mean).astype(b["running_mean"].dtype)
-        b["running_var"] = ((1 - f) * b["running_var"] + f * unbiased).astype(b["running_var"].dtype)
+        new_mean, new_var = running.updated(running.TORCH, b["running_mean"], b["running_var"], mean, var, count,
+                                            self.momentum, int(b["num_batches_tracked"]))
+        b["running_mean"] = new_mean.astype(b["running_mean"].dtype)
+        b["running_var"] = new_var.astype(b["running_var"].dtype)
 
     def backward(self, dout):
         """dout: y's shape. Returns dx; fills grads['weight'], grads['bias'] when affine."""
-        x, mean, invstd, batch_stats = self._saved_or_raise()
+        x, stats, batch_stats = self._saved_or_raise()
         gamma, _ = self._gamma_beta()
-        dx, dgamma, dbeta = kernels.batchnorm_backward(dout, x, gamma, mean, invstd, training=batch_stats)
+        dx, dgamma, dbeta = kernels.batchnorm_backward(dout, x, gamma, stats, training=batch_stats)
         self._set_grads(dgamma, dbeta)
         return dx
 
@@ -121,7 +125,7 @@ class LayerNorm(_NormBase):
 
     def __init__(self, normalized_shape, eps: float = 1e-5, elementwise_affine: bool = True, dtype=np.float32):
         shape = (normalized_shape,) if isinstance(normalized_shape, Integral) else tuple(normalized_shape)
-        if not shape or any(int(s) < 1 for s in shape):
+        if not shape or any(not isinstance(s, Integral) or isinstance(s, bool) or s < 1 for s in shape):
             raise ValueError(f"normalized_shape must be positive sizes, got {normalized_shape!r}")
         self.normalized_shape = tuple(int(s) for s in shape)
         super().__init__(int(np.prod(shape)), eps, elementwise_affine, dtype)
@@ -138,18 +142,18 @@ class LayerNorm(_NormBase):
                              f"got {x.shape}")
         flat = x.reshape(*x.shape[: x.ndim - k], self.num_features)
         gamma, beta = (a.reshape(-1) for a in self._gamma_beta())
-        y, mean, invstd = kernels.layernorm_forward(flat, gamma, beta, eps=self.eps)
-        self._saved = (flat, mean, invstd, x.shape)
+        y, stats = kernels.layernorm_forward(flat, gamma, beta, eps=self.eps)
+        self._saved = (flat, stats, x.shape)
         return y.reshape(x.shape)
 
     def backward(self, dout):
-        flat, mean, invstd, shape = self._saved_or_raise()
+        flat, stats, shape = self._saved_or_raise()
         gamma = self._gamma_beta()[0].reshape(-1)
         dout = v.float_array("dout", dout)
         if dout.shape != shape:
             raise ValueError(f"dout must have the forward output's shape {shape}, got {dout.shape}")
-        dx, dgamma, dbeta = kernels.layernorm_backward(dout.reshape(flat.shape), flat, gamma, mean, invstd)
-        self._set_grads(dgamma.reshape(self.normalized_shape), dbeta.reshape(self.normalized_shape))
+        dx, dgamma, dbeta = kernels.layernorm_backward(dout.reshape(flat.shape), flat, gamma, stats)
+        self._set_grads(dgamma, dbeta)
         return dx.reshape(shape)
 
 
@@ -169,13 +173,13 @@ class GroupNorm(_NormBase):
         if x.ndim < 2 or x.shape[1] != self.num_features:
             raise ValueError(f"expected input of shape (N, {self.num_features}, ...), got {x.shape}")
         gamma, beta = self._gamma_beta()
-        y, mean, invstd = kernels.groupnorm_forward(x, gamma, beta, self.num_groups, eps=self.eps)
-        self._saved = (x, mean, invstd)
+        y, stats = kernels.groupnorm_forward(x, gamma, beta, self.num_groups, eps=self.eps)
+        self._saved = (x, stats)
         return y
 
     def backward(self, dout):
-        x, mean, invstd = self._saved_or_raise()
+        x, stats = self._saved_or_raise()
         gamma, _ = self._gamma_beta()
-        dx, dgamma, dbeta = kernels.groupnorm_backward(dout, x, gamma, self.num_groups, mean, invstd)
+        dx, dgamma, dbeta = kernels.groupnorm_backward(dout, x, gamma, self.num_groups, stats)
         self._set_grads(dgamma, dbeta)
         return dx

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 
 import numpy as np
 import torch
 import torch.distributed as dist
 
-from ..nn.distributed import SyncError
+from ..core.sync import SyncError
 
 
 def _timedelta(timeout) -> datetime.timedelta | None:
@@ -30,7 +29,7 @@ class TorchCommunicator:
       raises ``SyncError`` instead of waiting forever.
 
     With NCCL the buffer goes through the current CUDA device; with gloo it stays
-    on the CPU. ``calls`` counts the all-reduces made, for benchmarks.
+    on the CPU. ``calls`` counts the all-reduces made.
     """
 
     def __init__(self, group=None, timeout=None):
@@ -61,20 +60,3 @@ class TorchCommunicator:
 
     def __repr__(self) -> str:
         return f"TorchCommunicator(rank={self.rank}, world_size={self.world_size}, device={self.device})"
-
-
-@contextlib.contextmanager
-def count_allreduces():
-    """Count the ``torch.distributed.all_reduce`` calls made inside the block (all
-    callers, normgrad's or not): yields a list with one entry per call."""
-    real, calls = dist.all_reduce, []
-
-    def counting(*args, **kwargs):
-        calls.append(1)
-        return real(*args, **kwargs)
-
-    dist.all_reduce = counting
-    try:
-        yield calls
-    finally:
-        dist.all_reduce = real

@@ -3,8 +3,8 @@
 CPU float32/float64 tensors go through ``normgrad.kernels`` (zero-copy NumPy
 views); other devices and dtypes through the same formulas in torch operations,
 in float64. Either way the per-channel statistics are float64 NumPy arrays, so
-the synchronized exchange (``normgrad.nn.distributed``) is shared with the NumPy
-modules.
+the synchronized step (``normgrad.core.sync``) and the running-statistics rule
+(``normgrad.core.running``) are the ones the NumPy modules use.
 
 Shapes: input (N, C, *spatial); weight, bias, running stats (C,).
 """
@@ -16,8 +16,9 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from .. import kernels
-from ..functional import _validate as v
-from ..nn.distributed import Communicator, sync_batch_stats, sync_grad_sums
+from ..core import running
+from ..core import validate as v
+from ..core.sync import Communicator, SyncedStats, synced_backward, synced_forward
 
 # Tests set this to run the device-generic path (the one CUDA tensors take) on CPU.
 FORCE_TORCH_OPS = False
@@ -44,8 +45,8 @@ class _KernelOps:
     @staticmethod
     def forward_train(x, gamma, beta, eps):
         y = torch.empty_like(x, memory_format=torch.contiguous_format)
-        _, mean, invstd = kernels.batchnorm_forward(_np(x), gamma, beta, training=True, eps=eps, out=y.numpy())
-        return y, mean, 1.0 / invstd**2 - eps
+        _, stats = kernels.batchnorm_forward(_np(x), gamma, beta, training=True, eps=eps, out=y.numpy())
+        return y, stats.mean, stats.var
 
     @staticmethod
     def forward_eval(x, gamma, beta, running_mean, running_var, eps):
@@ -65,10 +66,10 @@ class _KernelOps:
         return y
 
     @staticmethod
-    def backward(dy, x, gamma, mean, invstd, training):
+    def backward(dy, x, gamma, mean, invstd, var, training):
         dx = torch.empty_like(x, memory_format=torch.contiguous_format)
-        _, dgamma, dbeta = kernels.batchnorm_backward(_np(dy), _np(x), gamma, mean, invstd, training=training,
-                                                      out=dx.numpy())
+        _, dgamma, dbeta = kernels.batchnorm_backward(_np(dy), _np(x), gamma, (mean, var, invstd),
+                                                      training=training, out=dx.numpy())
         return dx, dgamma, dbeta
 
     @staticmethod
@@ -81,6 +82,14 @@ class _KernelOps:
         kernels.batchnorm_grad_input(_np(dy), _np(x), mean, invstd, gamma, sum_dy, sum_dy_xmu, count,
                                      out=dx.numpy())
         return dx
+
+    @staticmethod
+    def copy(x):
+        return x.clone()
+
+    @staticmethod
+    def zeros_like(x):
+        return torch.zeros_like(x)
 
 
 class _TorchOps:
@@ -126,8 +135,11 @@ class _TorchOps:
         inner = dy.double() - _channel(sum_dy / count, x) - xmu * _channel(sum_dy_xmu * invstd**2 / count, x)
         return (_channel(gamma * invstd, x) * inner).to(x.dtype)
 
+    copy = _KernelOps.copy
+    zeros_like = _KernelOps.zeros_like
+
     @classmethod
-    def backward(cls, dy, x, gamma, mean, invstd, training):
+    def backward(cls, dy, x, gamma, mean, invstd, var, training):
         sum_dy, sum_dy_xmu = cls.grad_sums(dy, x, mean)
         # in evaluation the statistics were constants: no path through the mean or the variance
         paths = (sum_dy, sum_dy_xmu) if training else (np.zeros_like(sum_dy),) * 2
@@ -165,13 +177,6 @@ def _expected_channels(x, *per_channel) -> int:
     return x.shape[1] if x.dim() >= 2 else 0
 
 
-def _fold_running(buf: torch.Tensor, value: np.ndarray, momentum: float) -> None:
-    """buf = (1 - momentum) * buf + momentum * value, computed in float64, in place."""
-    with torch.no_grad():
-        new = (1.0 - momentum) * buf.double() + momentum * torch.as_tensor(value, device=buf.device)
-        buf.copy_(new)
-
-
 class _BatchNormFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, bias, running_mean, running_var, training, momentum, eps, comm):
@@ -181,9 +186,9 @@ class _BatchNormFunction(torch.autograd.Function):
             # every check on x happens inside the exchange, so a bad input on one
             # rank stops all ranks instead of leaving them waiting
             C = _expected_channels(x, weight, bias, running_mean, running_var)
-            count, mean, var = sync_batch_stats(comm, tuple(x.shape), C, lambda: ops.stats(x))
             gamma, beta = _vector("weight", weight, C, 1.0), _vector("bias", bias, C, 0.0)
-            y = ops.normalize(x, mean, 1.0 / np.sqrt(var + eps), gamma, beta) if x.numel() else x.clone()
+            y, synced = synced_forward(comm, ops, x, C, gamma, beta, eps)
+            count, mean, var = synced.count, synced.mean, synced.var
         else:
             C = x.shape[1]
             count = x.numel() // C
@@ -197,15 +202,18 @@ class _BatchNormFunction(torch.autograd.Function):
                 if (var < 0).any():
                     raise ValueError("running_var must be >= 0 everywhere")
                 y = ops.forward_eval(x, gamma, beta, mean, var, eps) if x.numel() else x.clone()
-        if training:
-            for name, buf, value in (("running_mean", running_mean, mean),
-                                     ("running_var", running_var, var * count / (count - 1))):
-                if buf is not None:
-                    _check_channels(name, buf, C)
-                    _fold_running(buf, value, momentum)
+        if training and running_mean is not None and running_var is not None:
+            _check_channels("running_mean", running_mean, C)
+            _check_channels("running_var", running_var, C)
+            with torch.no_grad():  # the one rule, on tensors, in float64
+                batch = [torch.as_tensor(a, device=running_mean.device) for a in (mean, var)]
+                new_mean, new_var = running.updated(running.TORCH, running_mean.double(), running_var.double(),
+                                                    *batch, count, momentum)
+                running_mean.copy_(new_mean)
+                running_var.copy_(new_var)
         ctx.save_for_backward(x)
         param_dtypes = (None if weight is None else weight.dtype, None if bias is None else bias.dtype)
-        ctx.saved = (gamma, mean, 1.0 / np.sqrt(var + eps), count, training, comm, param_dtypes)
+        ctx.saved = (gamma, mean, var, 1.0 / np.sqrt(var + eps), count, training, comm, param_dtypes)
         return y
 
     @staticmethod
@@ -213,16 +221,14 @@ class _BatchNormFunction(torch.autograd.Function):
     def backward(ctx, dy):
         (x,) = ctx.saved_tensors
         dy = dy.contiguous()  # often an expanded view (the gradient of a sum): copied once, not per pass
-        gamma, mean, invstd, count, training, comm, (weight_dtype, bias_dtype) = ctx.saved
+        gamma, mean, var, invstd, count, training, comm, (weight_dtype, bias_dtype) = ctx.saved
         ops = _ops(x)
         C = x.shape[1]
         if training and comm is not None:
-            sums = (lambda: ops.grad_sums(dy, x, mean)) if x.numel() else None
-            (sum_dy, sum_dy_xmu), total = sync_grad_sums(comm, C, sums)
-            dx = ops.grad_input(dy, x, mean, invstd, gamma, *total, count) if x.numel() else torch.zeros_like(x)
-            dgamma, dbeta = sum_dy_xmu * invstd, sum_dy
+            stats = SyncedStats(count, mean, var, invstd)
+            dx, dgamma, dbeta = synced_backward(comm, ops, dy, x, stats, gamma)
         elif x.numel():
-            dx, dgamma, dbeta = ops.backward(dy, x, gamma, mean, invstd, training)
+            dx, dgamma, dbeta = ops.backward(dy, x, gamma, mean, invstd, var, training)
         else:
             dx, dgamma, dbeta = torch.zeros_like(x), np.zeros(C), np.zeros(C)
         dweight = None if weight_dtype is None else torch.as_tensor(dgamma, dtype=weight_dtype, device=x.device)

@@ -11,6 +11,7 @@ import torch
 import torch.distributed as dist
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from ..core.sync import agree_layout
 from .distributed import TorchCommunicator, _timedelta
 from .functional import batch_norm
 
@@ -20,12 +21,15 @@ class _KernelForward:
     None = cumulative average, num_batches_tracked, when batch statistics are
     used), with normgrad's ``batch_norm`` doing the work."""
 
-    def _communicator(self):
+    def communicator(self):
+        """The communicator of this forward's synchronized statistics; None: plain batch norm."""
         return None
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         batch_stats = self.training or (self.running_mean is None and self.running_var is None)
-        comm = self._communicator() if batch_stats else None
+        comm = self.communicator() if batch_stats else None
+        if comm is not None:
+            self._agree_layout(comm)
         if comm is None:  # synchronized: checked inside the exchange, so every rank hears of a bad input
             self._check_input_dim(input)
         factor = 0.0 if self.momentum is None else self.momentum
@@ -76,16 +80,28 @@ class SyncBatchNorm(_KernelForward, _BatchNorm):
         super().__init__(num_features, eps, momentum, affine, track_running_stats, device, dtype)
         self.process_group = process_group
         self.timeout = _timedelta(timeout)
+        self._layout_agreed_on = None  # (process group, world size) the layout was checked on
 
     def _check_input_dim(self, input):
         if input.dim() < 2:
             raise ValueError(f"expected at least 2D input (got {input.dim()}D input)")
 
-    def _communicator(self):
+    def communicator(self):
+        """A ``TorchCommunicator`` on ``process_group`` while training with more than
+        one rank, else None (a subclass may wrap it, e.g. to count all-reduces)."""
         if not (self.training and dist.is_available() and dist.is_initialized()):
             return None
         comm = TorchCommunicator(self.process_group, self.timeout)
         return comm if comm.world_size > 1 else None
+
+    def _agree_layout(self, comm) -> None:
+        """Before the first exchange on a group: every rank's module must have the same
+        ``num_features`` (one small all-reduce), so ranks that built different models
+        raise ``SyncError`` instead of exchanging buffers of different sizes."""
+        key = (id(self.process_group), comm.world_size)
+        if self._layout_agreed_on != key:
+            agree_layout(comm, self.num_features)
+            self._layout_agreed_on = key
 
     @classmethod
     def convert_sync_batchnorm(cls, module: torch.nn.Module, process_group=None, *, timeout=None) -> torch.nn.Module:

@@ -7,7 +7,7 @@ def batchnorm_forward(x, gamma, beta, bn_param):
     eps, momentum = bn_param.get("eps", 1e-5), bn_param.get("momentum", 0.9)
     N, D = x.shape
     running_mean = bn_param.get("running_mean", np.zeros(D))
-    running_var = bn_param.get("running_var", np.ones(D))
+    running_var = bn_param.get("running_var", np.zeros(D))
     if mode == "train":
         mu = np.sum(x, axis=0) / N
         xmu = x - mu

@@ -1,0 +1,93 @@
+"""What the CS231n classifiers share: input checks, L2 regularization, their
+normalization layers on the fused kernels, and the state a checkpoint keeps."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import kernels
+from ..core import running
+from ..core import validate as v
+from ..core.specs import BATCH, GROUP, LAYER
+from ..functional import layers as L
+
+SPECS = {"batchnorm": BATCH, "layernorm": LAYER, "groupnorm": GROUP}
+
+
+def norm_forward(kind: str, a: np.ndarray, gamma, beta, param: dict, mode: str, G: int | None = None):
+    """One normalization layer with CS231n's conventions, on the fused kernels.
+
+    - a: (N, D) or (N, C, H, W); gamma, beta: (C,)
+    - param: the layer's bn_param; its running_mean / running_var (zeros when
+      missing, as in the course) are replaced by new arrays in train mode
+      (``core.running.CS231N``) and used in test mode, for batch norm
+    Returns (out, cache).
+    """
+    spec = SPECS[kind]
+    eps = v.eps_value(param.get("eps", 1e-5), a.dtype)
+    fixed = None
+    if spec.running_stats:
+        C = a.shape[1]
+        zeros = np.zeros(C, a.dtype)
+        run_mean = v.param_vector("running_mean", param.get("running_mean", zeros), ((C,),), a.dtype)
+        run_var = v.param_vector("running_var", param.get("running_var", zeros), ((C,),), a.dtype)
+        fixed = (run_mean, run_var) if mode == "test" else None
+    out, stats = kernels.norm_forward(spec, a, gamma, beta, G=G, eps=eps, running=fixed)
+    if spec.running_stats and mode == "train":
+        momentum = v.momentum_value(param.get("momentum", 0.9))
+        new_mean, new_var = running.updated(running.CS231N, run_mean, run_var, stats.mean, stats.var,
+                                            a.size // a.shape[1], momentum)
+        param["running_mean"], param["running_var"] = new_mean.astype(a.dtype), new_var.astype(a.dtype)
+    return out, (spec, a, gamma, stats, G, fixed is None)
+
+
+def norm_backward(dout, cache):
+    """(dx, dgamma, dbeta) of ``norm_forward``; dgamma and dbeta in gamma's dtype."""
+    spec, a, gamma, stats, G, batch_stats = cache
+    dx, dgamma, dbeta = kernels.norm_backward(spec, dout, a, gamma, stats, G=G, batch_stats=batch_stats)
+    return dx, dgamma.astype(gamma.dtype), dbeta.astype(gamma.dtype)
+
+
+class Classifier:
+    """Base of the CS231n classifiers: ``params``, ``bn_params``, ``reg``, ``dtype``, ``rng``."""
+
+    params: dict
+    bn_params: list
+    reg: float
+    dtype: np.dtype
+    rng: np.random.Generator | None = None
+
+    def _inputs(self, X) -> np.ndarray:
+        """X as the model's dtype; NaN/Inf and non-numeric input refused by name."""
+        X = np.asarray(X)
+        if not (np.issubdtype(X.dtype, np.floating) or np.issubdtype(X.dtype, np.integer)):
+            raise TypeError(f"X must be numeric, got dtype {X.dtype}")
+        X = X.astype(self.dtype, copy=False)
+        v.finite("X", X)
+        return X
+
+    def _head(self, scores, y, cache, k: int):
+        """Softmax loss of ``scores`` plus L2 on W1..Wk, and the gradients of the last
+        affine layer (layer k, whose ``cache`` made the scores).
+        Returns (loss, grads with W{k} and b{k}, gradient into layer k's input)."""
+        loss, dscores = L.softmax_loss(scores, y)
+        loss += 0.5 * self.reg * sum(float(np.sum(self.params[f"W{i}"] ** 2)) for i in range(1, k + 1))
+        grads = {}
+        dh, dw, grads[f"b{k}"] = L.affine_backward(dscores, cache)
+        grads[f"W{k}"] = dw + self.reg * self.params[f"W{k}"]
+        return loss, grads, dh
+
+    def state(self) -> dict:
+        """What a checkpoint keeps besides ``params``: each layer's bn_param (running
+        statistics, mode, eps, momentum) and the random generator's state."""
+        return {"bn_params": [dict(p) for p in self.bn_params],
+                "rng": None if self.rng is None else self.rng.bit_generator.state}
+
+    def load_state(self, state: dict) -> None:
+        """Restore what ``state()`` returned."""
+        bn_params = state["bn_params"]
+        if len(bn_params) != len(self.bn_params):
+            raise ValueError(f"state has {len(bn_params)} normalization layers, this model {len(self.bn_params)}")
+        self.bn_params[:] = [dict(p) for p in bn_params]
+        if state.get("rng") is not None and self.rng is not None:
+            self.rng.bit_generator.state = state["rng"]

@@ -1,0 +1,69 @@
+"""The running-statistics rule of batch norm, once, in its two conventions.
+
+Every convention blends the batch's statistics into the running ones:
+
+    running = (1 - w) * running + w * batch
+
+and differs in the weight w of the new batch and in which batch variance is
+blended:
+
+- ``CS231N`` (``normgrad.functional``, the CS231n classifiers): w = 1 - momentum
+  (momentum 0.9 keeps 90% of the old value), the biased batch variance (the one
+  the forward pass normalized with).
+- ``TORCH`` (``normgrad.nn``, ``normgrad.torch``): w = momentum (default 0.1), or
+  1 / num_batches_tracked when momentum is None (a cumulative average); the
+  unbiased batch variance, var * count / (count - 1).
+
+``blend`` works on NumPy arrays and torch tensors alike.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Convention:
+    """How one family of APIs reads ``momentum`` and which variance it averages."""
+
+    name: str
+    momentum_keeps_old: bool  # CS231n: momentum is the weight of the old value
+    unbiased: bool  # average var * count / (count - 1)
+
+    def weight(self, momentum: float | None, num_batches_tracked: int = 1) -> float:
+        """w, the weight of the new batch."""
+        if momentum is None:
+            return 1.0 / num_batches_tracked
+        return 1.0 - momentum if self.momentum_keeps_old else momentum
+
+    def batch_var(self, var, count: int):
+        """The batch variance this convention averages, from the biased ``var`` of ``count`` values."""
+        return var * (count / (count - 1)) if self.unbiased else var
+
+
+CS231N = Convention("cs231n", momentum_keeps_old=True, unbiased=False)
+TORCH = Convention("torch", momentum_keeps_old=False, unbiased=True)
+
+
+def blend(running, batch, w: float):
+    """(1 - w) * running + w * batch, as a new array (or tensor)."""
+    return (1.0 - w) * running + w * batch
+
+
+def updated(convention: Convention, running_mean, running_var, mean, var, count: int,
+            momentum: float | None, num_batches_tracked: int = 1):
+    """New (running_mean, running_var) after one batch of ``count`` values per channel
+    with mean ``mean`` and biased variance ``var``."""
+    w = convention.weight(momentum, num_batches_tracked)
+    return blend(running_mean, mean, w), blend(running_var, convention.batch_var(var, count), w)
+
+
+def fits(name: str, new: np.ndarray, dtype) -> np.ndarray:
+    """``new`` cast to ``dtype``, or a ValueError naming ``name`` if it would overflow."""
+    largest = float(np.abs(new).max()) if new.size else 0.0
+    if largest > float(np.finfo(dtype).max):
+        raise ValueError(f"{name} would overflow {np.dtype(dtype).name} (largest {largest:.3g}); "
+                         "keep the running statistics in float64")
+    return np.asarray(new).astype(dtype)

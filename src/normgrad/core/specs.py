@@ -1,0 +1,109 @@
+"""Every normalization, described once.
+
+A norm is ``out = gamma * (x - mean) / sqrt(var + eps) + beta`` (RMS norm: no
+mean, var = mean(x**2)), and the norms differ only in which values share a mean
+and a variance. Each is described here by a ``NormSpec``, and every layer of
+normgrad (functional, kernels, nn, torch) reads that description instead of
+knowing the norm by name.
+
+The description is a 4-D view of x, ``(N, G, K, L)``:
+
+- N: the batch (or, for norms over trailing features, every leading position)
+- G, K: the channels, split into G groups of K (C = G * K); gamma and beta hold
+  one value per channel, i.e. they span axes 1 and 2
+- L: positions that share a channel (spatial positions; 1 for (N, D) data)
+
+and the axes its statistics reduce over:
+
+- ``across="batch"``: per channel, over N and L, axes (0, 3): batch norm. Such
+  statistics combine across shards, processes and chunks (Chan's formula).
+- ``across="sample"``: per sample and group, over K and L, axes (2, 3): layer,
+  group, instance and RMS norm.
+
+| norm      | x                | view (N, G, K, L)    | reduces |
+|-----------|------------------|----------------------|---------|
+| batch     | (N, C, *spatial) | (N, 1, C, prod(sp))  | (0, 3)  |
+| layer     | (..., D)         | (prod(...), 1, D, 1) | (2, 3)  |
+| group     | (N, C, *spatial) | (N, G, C/G, prod(sp))| (2, 3)  |
+| instance  | (N, C, *spatial) | (N, C, 1, prod(sp))  | (2, 3)  |
+| rms       | (..., D)         | (prod(...), 1, D, 1) | (2, 3), uncentred |
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from math import prod
+
+from . import validate as v
+
+View = tuple[int, int, int, int]
+
+
+@dataclass(frozen=True)
+class NormSpec:
+    """How one norm views x and where its statistics come from.
+
+    - name: 'batch', 'layer', 'group', ...
+    - features_last: x is (..., D) normalized over its last axis (layer, RMS);
+      else x is (N, C, *spatial) with channels on axis 1
+    - across: 'batch' (statistics per channel over the batch) or 'sample'
+      (per sample and group)
+    - groups: 'one' (G = 1), 'given' (the caller's G), 'channel' (G = C)
+    - centered: subtract the mean (False for RMS norm)
+    - running_stats: keeps running averages for evaluation (batch norm)
+    """
+
+    name: str
+    features_last: bool
+    across: str
+    groups: str = "one"
+    centered: bool = True
+    running_stats: bool = False
+
+    @property
+    def reduce_axes(self) -> tuple[int, int]:
+        """Axes of the (N, G, K, L) view that share one mean and variance."""
+        return (0, 3) if self.across == "batch" else (2, 3)
+
+    # the axes gamma and beta are shared over, in the view
+    param_axes = (0, 3)
+
+    def num_groups(self, C: int, G: int | None = None) -> int:
+        """G for ``C`` channels: 1, the caller's ``G`` (a divisor of C), or C."""
+        if self.groups == "one":
+            return 1
+        if self.groups == "channel":
+            return C
+        G = v.integer_value("G", G)
+        if G < 1 or C % G:
+            raise ValueError(f"G must be a positive divisor of the channel count C={C}, got G={G}")
+        return G
+
+    def channels(self, shape: tuple[int, ...]) -> int:
+        """C: the number of gamma/beta values x of ``shape`` needs."""
+        return shape[-1] if self.features_last else shape[1]
+
+    def view(self, shape: tuple[int, ...], G: int | None = None) -> View:
+        """The (N, G, K, L) view of an x of ``shape`` (C-contiguous x reshapes without a copy)."""
+        C = self.channels(shape)
+        if self.features_last:
+            return (prod(shape[:-1]), 1, C, 1)
+        groups = self.num_groups(C, G)
+        return (shape[0], groups, C // groups, prod(shape[2:]))
+
+    def stats_shape(self, view: View) -> tuple[int, ...]:
+        """Shape of mean / var / invstd: (C,) across the batch, (N, G) per sample."""
+        N, G, K, _ = view
+        return (G * K,) if self.across == "batch" else (N, G)
+
+    def count(self, view: View) -> int:
+        """Values behind each mean and variance."""
+        N, _, K, L = view
+        return N * L if self.across == "batch" else K * L
+
+
+BATCH = NormSpec("batch", features_last=False, across="batch", running_stats=True)
+LAYER = NormSpec("layer", features_last=True, across="sample")
+GROUP = NormSpec("group", features_last=False, across="sample", groups="given")
+
+SPECS = {s.name: s for s in (BATCH, LAYER, GROUP)}
