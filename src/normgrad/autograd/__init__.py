@@ -5,7 +5,7 @@ teaching, rendering and cross-checking the hand-derived backward.
 """
 
 from .engine import Tensor, grad, no_grad, topological_order
-from .graph import backward_steps, render, to_dot, trace
+from .graph import backward_steps, render, to_dot, to_svg, trace
 from .norms import batchnorm, groupnorm, layernorm
 
 __all__ = [
@@ -16,6 +16,7 @@ __all__ = [
     "trace",
     "to_dot",
     "render",
+    "to_svg",
     "backward_steps",
     "batchnorm",
     "layernorm",

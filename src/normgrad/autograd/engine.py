@@ -105,6 +105,12 @@ class Tensor(ElementwiseOps, ShapeOps):
     def __repr__(self) -> str:
         return f"Tensor({self.name}, op={self.op or 'input'}, shape={self.shape})"
 
+    def _repr_svg_(self) -> str:
+        """In a notebook, a Tensor shows as the picture of the graph that made it."""
+        from .graph import to_svg
+
+        return to_svg(self)
+
     # ----- backward -----------------------------------------------------------------
     def _accumulate(self, g: Tensor) -> None:
         """Add ``g`` (summed back to this shape if it was broadcast) into this pass's gradient."""

@@ -1,7 +1,9 @@
 """Inspect a graph: trace it, write it as DOT, render it as SVG/PNG, walk its backward.
 
 ``render`` lays the DAG out itself (columns by depth, inputs next to their first
-use) and draws it with matplotlib, so no Graphviz binary is needed. Forward
+use, long graphs wrapped into bands of a few columns, so the picture fits a page)
+and draws it with matplotlib, so no Graphviz binary is needed; ``to_svg`` gives
+the same picture as text, which is what a notebook shows for a ``Tensor``. Forward
 edges are black, backward edges red and dashed, as in the seeds' figure; nodes
 where gradients from several branches are summed have an orange border.
 """
@@ -128,20 +130,34 @@ def layout(nodes, edges) -> dict[int, tuple[float, float]]:
     return {k: (float(col[k]), float(row[k])) for k in col}
 
 
-def render(root: Tensor, path, title: str | None = None) -> Path:
-    """Draw the graph of ``root`` to ``path`` (.svg or .png), written atomically."""
-    import matplotlib
+BAND_COLUMNS = 4  # columns per band: a long graph wraps into rows that fit a page
+
+
+def wrap(pos: dict[int, tuple[float, float]], columns: int = BAND_COLUMNS) -> dict[int, tuple[float, float]]:
+    """Fold a wide (column, row) layout into bands of ``columns`` columns, one below the other,
+    like lines of text: the graph reads left to right, then on in the next band. Each band
+    is as tall as the rows it uses."""
+    first = min(c for c, _ in pos.values())
+    band = {k: int((c - first) // columns) for k, (c, _) in pos.items()}
+    top = {}
+    offset = 0.0
+    for b in sorted(set(band.values())):
+        rows = [pos[k][1] for k in pos if band[k] == b]
+        top[b] = offset - min(rows)
+        offset += max(rows) - min(rows) + 1.5  # the band's rows plus a gap for the edges between bands
+    return {k: (c - first - band[k] * columns, r + top[band[k]]) for k, (c, r) in pos.items()}
+
+
+def figure(root: Tensor, title: str | None = None):
+    """The graph of ``root`` as a matplotlib Figure (no pyplot state)."""
     from matplotlib.figure import Figure
     from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
-    path = Path(path)
-    if path.suffix.lower() not in (".svg", ".png"):
-        raise ValueError(f"render writes .svg or .png, got {path.name!r}")
     nodes, edges = trace(root)
     fan = consumers(nodes, edges)
-    pos = layout(nodes, edges)
+    pos = wrap(layout(nodes, edges))
     xs, ys = [p[0] for p in pos.values()], [p[1] for p in pos.values()]
-    dx, dy, w, h = 4.1, 2.1, 3.7, 1.45  # column and row pitch, box size (1 unit = 0.75 in)
+    dx, dy, w, h = 4.5, 2.1, 4.1, 1.45  # column and row pitch, box size (1 unit = 0.75 in)
     width, height = (max(xs) - min(xs) + 1) * dx, (max(ys) - min(ys) + 1) * dy + 1.2
     fig = Figure(figsize=(width * 0.75, height * 0.75))
     ax = fig.add_axes((0, 0, 1, 1))
@@ -186,12 +202,32 @@ def render(root: Tensor, path, title: str | None = None) -> Path:
     if title:
         ax.text(min(xs) * dx - dx / 2 + 0.1, -(min(ys) * dy) + dy / 2 + 0.3, title, fontsize=10,
                 fontweight="bold", va="center")
+    return fig
 
-    def write(tmp: Path) -> None:
-        with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "normgrad"}):
-            fig.savefig(tmp, format=path.suffix[1:].lower(), dpi=110)
 
-    return atomic_write(path, write)
+def _save(fig, target, fmt: str) -> None:
+    import matplotlib
+
+    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "normgrad"}):
+        fig.savefig(target, format=fmt, dpi=110)
+
+
+def render(root: Tensor, path, title: str | None = None) -> Path:
+    """Draw the graph of ``root`` to ``path`` (.svg or .png), written atomically."""
+    path = Path(path)
+    if path.suffix.lower() not in (".svg", ".png"):
+        raise ValueError(f"render writes .svg or .png, got {path.name!r}")
+    fig = figure(root, title)
+    return atomic_write(path, lambda tmp: _save(fig, tmp, path.suffix[1:].lower()))
+
+
+def to_svg(root: Tensor, title: str | None = None) -> str:
+    """The graph of ``root`` as SVG text (what a notebook shows for a Tensor)."""
+    import io
+
+    buffer = io.StringIO()
+    _save(figure(root, title), buffer, "svg")
+    return buffer.getvalue()
 
 
 def _border(x0, y0, x1, y1, w, h) -> tuple[float, float]:
