@@ -39,7 +39,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     check.add_argument("file", type=Path, help="a .py file defining batchnorm_forward, batchnorm_backward, ...")
     check.add_argument("--json", action="store_true", help="print the report as JSON")
-    check.add_argument("--timeout", type=float, default=10.0, help="seconds per function (default 10)")
+    check.add_argument("--timeout", type=float, default=10.0,
+                       help="seconds for each function's own run, after the file has loaded (default 10)")
+    check.add_argument("--load-timeout", type=float, default=30.0,
+                       help="seconds for Python to start and the file to load (default 30)")
+    check.add_argument("--strict", action="store_true",
+                       help="fail on unfinished functions and on outputs in a shape that only broadcasts")
 
     bench = sub.add_parser(
         "bench", help="fused kernels vs NumPy, PyTorch and the memory-copy bandwidth, as ratios"
@@ -85,13 +90,13 @@ def _check(args) -> int:
     from .diagnose import check_file
     from .diagnose.render import print_report
 
-    if args.timeout <= 0:
-        raise ValueError(f"--timeout must be > 0, got {args.timeout}")
-    report = check_file(args.file, timeout=args.timeout)
+    if args.timeout <= 0 or args.load_timeout <= 0:
+        raise ValueError(f"--timeout and --load-timeout must be > 0, got {args.timeout}, {args.load_timeout}")
+    report = check_file(args.file, timeout=args.timeout, strict=args.strict, load_timeout=args.load_timeout)
     if args.json:
         print(report.dumps())
-    else:
-        print_report(Console(), report)
+    else:  # piped: no line breaks inside values
+        print_report(Console(soft_wrap=not sys.stdout.isatty()), report)
     return report.exit_code
 
 

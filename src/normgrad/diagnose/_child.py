@@ -2,14 +2,15 @@
 
     python -m normgrad.diagnose._child FILE NAME RESULT.json
 
-NAME ``__discover__`` lists the CS231n-named functions the file defines. Whatever
-the user's code does (raise, sys.exit, print without end) ends up in RESULT.json or,
-if the process dies or hangs, is reported by the parent from the exit status.
+NAME ``__discover__`` lists the CS231n-named functions the file defines (and those
+that did not load). Once the file is loaded the child touches RESULT.json.loaded, so
+the parent's time limit counts the function's own run, not start-up. Whatever the
+user's code does (raise, sys.exit, print without end) ends up in RESULT.json or, if
+the process dies or hangs, is reported by the parent from the exit status.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -37,31 +38,21 @@ class _CappedStream:
         return False
 
 
-def _load(path: Path):
-    from .probe import describe_exception
-
-    sys.path.insert(0, str(path.parent))
-    spec = importlib.util.spec_from_file_location("user_solution", path)
-    module = importlib.util.module_from_spec(spec)
-    try:
-        spec.loader.exec_module(module)
-    except (Exception, SystemExit) as err:  # noqa: BLE001 - the user's file may raise anything
-        return None, describe_exception(err, str(path))
-    return module, None
-
-
 def main(argv: list[str]) -> None:
     from . import probe
+    from .loader import load
 
     path, name, result_path = Path(argv[0]).resolve(), argv[1], Path(argv[2])
     sys.stdout, sys.stderr = _CappedStream(sys.stdout), _CappedStream(sys.stderr)
-    module, error = _load(path)
-    if error is not None:
-        result = {"load_error": error}
+    loaded = load(path, probe.describe_exception)
+    Path(str(result_path) + ".loaded").touch()  # the parent's time limit for the function starts now
+    if loaded.error is not None:
+        result = {"load_error": loaded.error}
     elif name == "__discover__":
-        result = {"functions": [f for f in probe.FUNCTIONS if callable(getattr(module, f, None))]}
+        result = {"functions": [f for f in probe.FUNCTIONS if callable(loaded.namespace.get(f))],
+                  "broken": loaded.broken, "notes": loaded.notes}
     else:
-        result = probe.run_function(vars(module), name, str(path))
+        result = probe.run_function(loaded.namespace, name, str(path))
     result["output_chars"] = sys.stdout.total + sys.stderr.total
     result_path.write_text(json.dumps(result))
 

@@ -6,7 +6,14 @@ plain lists so they travel as JSON; ``analysis`` compares them with the referenc
 
 Cases are generated from a fixed seed, so the parent process rebuilds exactly the
 same inputs. Inputs have a non-zero mean per feature, gamma and beta are random,
-upstream gradients are random, and shapes include N=2 and D=1.
+upstream gradients are random, and shapes include N=2, D=1 and G=1.
+
+Conventions are taken out of the comparison: batch-norm kinds get explicit,
+non-trivial running statistics in ``bn_param``, so a correct function passes
+whatever its starter code does when they are missing (that is probed on its own,
+``run_init``). Group norm is run with gamma shaped (1, C, 1, 1) and (C,), both
+documented by the course. Each case runs on its own: a function that raises on one
+case (G = 1, say) is still compared on the others, and the raising case is named.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ import numpy as np
 EPS = 1e-5
 MOMENTUM = 0.9
 TRAIN_STEPS = 3
+NUMERIC_CASES = 2  # backward: cases on which the user's own forward is differentiated numerically
 
 # forward name -> (backward names, kind); kind decides shapes and the call signature
 FAMILIES = {
@@ -30,13 +38,16 @@ FAMILIES = {
 FORWARD_OF = {b: f for f, (bs, _) in FAMILIES.items() for b in bs}
 FUNCTIONS = tuple(name for f, (bs, _) in FAMILIES.items() for name in (f, *bs))
 KIND = {name: FAMILIES[FORWARD_OF.get(name, name)][1] for name in FUNCTIONS}
+RUNNING = ("batch", "spatial")  # kinds with running statistics and a test mode
 
 SHAPES = {
     "batch": [(2, 1), (5, 3), (9, 4), (16, 2)],
     "layer": [(2, 1), (3, 5), (6, 4), (4, 7)],
     "spatial": [(2, 1, 1, 1), (3, 2, 2, 2), (4, 3, 2, 3)],
-    "group": [(2, 2, 1, 1, 1), (3, 4, 2, 2, 2), (2, 6, 3, 2, 3), (2, 4, 2, 2, 4)],  # last entry: G
+    "group": [(2, 2, 1, 1, 1), (3, 4, 2, 2, 2), (2, 6, 3, 2, 3), (2, 4, 2, 2, 4), (2, 4, 2, 3, 1)],  # last: G
 }
+GAMMA_LAYOUTS = {"group": ("(1, C, 1, 1)", "(C,)")}  # tried in this order
+DEFAULT_LAYOUT = "(C,)"
 
 
 @dataclass
@@ -46,9 +57,16 @@ class Case:
     shape: tuple[int, ...]
     G: int | None
     xs: list[np.ndarray]
-    gamma: np.ndarray
+    gamma: np.ndarray  # (C,)
     beta: np.ndarray
     dout: np.ndarray
+    running_mean: np.ndarray | None  # the explicit running statistics bn_param starts with
+    running_var: np.ndarray | None
+
+    def describe(self) -> str:
+        names = ("N", "D") if len(self.shape) == 2 else ("N", "C", "H", "W")
+        text = ", ".join(f"{n} = {s}" for n, s in zip(names, self.shape))
+        return text + (f", G = {self.G}" if self.G is not None else "")
 
 
 def cases(kind: str) -> list[Case]:
@@ -64,10 +82,15 @@ def cases(kind: str) -> list[Case]:
         else:
             loc, scale = rng.uniform(-5, 5, loc_shape), rng.uniform(0.5, 3, loc_shape)
         xs = [loc + scale * rng.standard_normal(shape) for _ in range(TRAIN_STEPS + 1)]
-        pshape = (1, C, 1, 1) if kind == "group" else (C,)
-        gamma, beta = rng.normal(1.0, 0.5, pshape), rng.normal(0.0, 0.5, pshape)
-        out.append(Case(shape, G, xs, gamma, beta, rng.standard_normal(shape)))
+        gamma, beta = rng.normal(1.0, 0.5, C), rng.normal(0.0, 0.5, C)
+        running = (rng.normal(0.0, 1.0, C), rng.uniform(0.5, 2.0, C)) if kind in RUNNING else (None, None)
+        out.append(Case(shape, G, xs, gamma, beta, rng.standard_normal(shape), *running))
     return out
+
+
+def shaped(a: np.ndarray, layout: str) -> np.ndarray:
+    """A (C,) parameter in the layout the function is called with."""
+    return a.reshape(1, -1, 1, 1) if layout == "(1, C, 1, 1)" else a.copy()
 
 
 class UserError(Exception):
@@ -119,16 +142,23 @@ def _plain(a):
 
 
 def _returned(result, names: tuple[str, ...]):
-    """``result`` if it is a tuple of len(names) items, else a wrong-return UserError."""
+    """``result`` if it is a tuple of len(names) items, else a UserError: 'returned-None' (a
+    function with no body yet returns None) or 'wrong-return'."""
+    if result is None:
+        raise UserError(error_info("returned-None", f"returned None, expected ({', '.join(names)})"))
     if not (isinstance(result, tuple) and len(result) == len(names)):
         raise UserError(error_info("wrong-return",
                                    f"returned {type(result).__name__}, expected ({', '.join(names)})"))
     return result
 
 
-def _norm_param(kind: str) -> dict:
-    """The bn_param / ln_param / gn_param a fresh training run starts with."""
-    return {"mode": "train", "eps": EPS, "momentum": MOMENTUM} if kind in ("batch", "spatial") else {"eps": EPS}
+def norm_param(kind: str, case: Case, mode: str = "train") -> dict:
+    """The bn_param / ln_param / gn_param a run starts with: explicit running statistics
+    (copies) for the batch-norm kinds, so no default is relied on."""
+    if kind not in RUNNING:
+        return {"eps": EPS}
+    return {"mode": mode, "eps": EPS, "momentum": MOMENTUM, "running_mean": case.running_mean.copy(),
+            "running_var": case.running_var.copy()}
 
 
 def _forward_call(fn, user_file, kind, x, gamma, beta, param, G):
@@ -137,62 +167,126 @@ def _forward_call(fn, user_file, kind, x, gamma, beta, param, G):
     return _returned(_call(fn, user_file, x, gamma, beta, param), ("out", "cache"))
 
 
-def _snapshot(arrays: dict) -> dict:
-    return {k: np.array(v, copy=True) for k, v in arrays.items()}
-
-
 def _modified(before: dict, after: dict) -> list[str]:
     return [k for k in before if not np.array_equal(before[k], after[k], equal_nan=True)]
 
 
-def run_forward(fn, name: str, user_file: str | None = None) -> dict:
-    """Train steps (with running statistics for batch-norm kinds), then test mode, per case."""
-    kind = KIND[name]
-    records = []
-    for case in cases(kind):
-        rec = {"train_out": [], "modified": []}
-        param = _norm_param(kind)
+def _case_error(err: UserError, case: Case) -> dict:
+    return {**err.info, "when": case.describe()}
+
+
+def _forward_case(fn, user_file, kind, case: Case, layout: str) -> dict:
+    """Train steps, then test mode (batch-norm kinds), on one case."""
+    rec = {"train_out": [], "modified": []}
+    param = norm_param(kind, case)
+    gamma, beta = shaped(case.gamma, layout), shaped(case.beta, layout)
+    try:
         for x in case.xs[:TRAIN_STEPS]:
-            inputs = {"x": x.copy(), "gamma": case.gamma.copy(), "beta": case.beta.copy()}
-            before = _snapshot(inputs)
+            inputs = {"x": x.copy(), "gamma": gamma.copy(), "beta": beta.copy()}
+            before = {k: v.copy() for k, v in inputs.items()}
             out, _ = _forward_call(fn, user_file, kind, inputs["x"], inputs["gamma"], inputs["beta"], param, case.G)
             rec["train_out"].append(_plain(out))
             rec["modified"] += [k for k in _modified(before, inputs) if k not in rec["modified"]]
-        if kind in ("batch", "spatial"):
+        if kind in RUNNING:
             rec["running_mean"] = _plain(param.get("running_mean"))
             rec["running_var"] = _plain(param.get("running_var"))
             param["mode"] = "test"
-            out, _ = _forward_call(fn, user_file, kind, case.xs[-1].copy(), case.gamma.copy(), case.beta.copy(),
-                                   param, case.G)
+            out, _ = _forward_call(fn, user_file, kind, case.xs[-1].copy(), gamma.copy(), beta.copy(), param, case.G)
             rec["test_out"] = _plain(out)
-        records.append(rec)
-    return {"cases": records}
+    except UserError as err:
+        rec["error"] = _case_error(err, case)
+    return rec
+
+
+def run_forward(fn, name: str, user_file: str | None = None) -> dict:
+    """Per gamma layout, per case: outputs, running statistics, test-mode output."""
+    kind = KIND[name]
+    layouts = GAMMA_LAYOUTS.get(kind, (DEFAULT_LAYOUT,))
+    result = {"layouts": {lay: [_forward_case(fn, user_file, kind, c, lay) for c in cases(kind)] for lay in layouts}}
+    if kind in RUNNING:
+        result["init"] = run_init(fn, kind, user_file)
+    return result
+
+
+def run_init(fn, kind: str, user_file: str | None) -> dict:
+    """One training step with a bn_param that has no running statistics yet: what the
+    function starts them at (CS231n's starter: zeros), or the error it raises."""
+    case = cases(kind)[1]
+    param = {"mode": "train", "eps": EPS, "momentum": MOMENTUM}
+    try:
+        _forward_call(fn, user_file, kind, case.xs[0].copy(), case.gamma.copy(), case.beta.copy(), param, case.G)
+    except UserError as err:
+        return {"error": err.info}
+    return {"running_mean": _plain(param.get("running_mean")), "running_var": _plain(param.get("running_var"))}
+
+
+def _numeric_dx(forward, user_file, kind, case: Case, layout: str):
+    """d sum(forward(x) * dout) / dx of the user's own forward (train mode), centred differences."""
+    gamma, beta = shaped(case.gamma, layout), shaped(case.beta, layout)
+    x = case.xs[0].copy()
+    h = 1e-5
+    grad = np.zeros_like(x)
+    for ix in np.ndindex(*x.shape):
+        total = 0.0
+        for sign in (1, -1):
+            xp = x.copy()
+            xp[ix] += sign * h
+            out, _ = _forward_call(forward, user_file, kind, xp, gamma.copy(), beta.copy(), norm_param(kind, case),
+                                   case.G)
+            total += sign * float(np.sum(np.asarray(out, dtype=np.float64) * case.dout))
+        grad[ix] = total / (2 * h)
+    return _plain(grad)
+
+
+def _is_stub(out) -> bool:
+    """A forward output no finished forward returns: None, not numeric, constant."""
+    try:
+        arr = np.asarray(out, dtype=np.float64)
+    except (TypeError, ValueError):
+        return True
+    return out is None or arr.size <= 1 or np.ptp(arr) == 0
+
+
+def _backward_case(fn, forward, user_file, kind, i: int, case: Case, layout: str) -> dict:
+    gamma, beta = shaped(case.gamma, layout), shaped(case.beta, layout)
+    try:
+        out, cache = _forward_call(forward, user_file, kind, case.xs[0].copy(), gamma, beta, norm_param(kind, case),
+                                   case.G)
+    except UserError as err:
+        return {"forward_error": _case_error(err, case)}
+    rec = {}
+    try:
+        dout = case.dout.copy()
+        dx, dgamma, dbeta = _returned(_call(fn, user_file, dout, cache), ("dx", "dgamma", "dbeta"))
+        rec.update(dx=_plain(dx), dgamma=_plain(dgamma), dbeta=_plain(dbeta),
+                   modified=["dout"] if not np.array_equal(dout, case.dout) else [])
+    except UserError as err:
+        if _is_stub(out):  # the backward had nothing to work on
+            return {"forward_error": {**error_info("not-implemented", "the forward is not implemented yet"),
+                                      "when": case.describe()}}
+        rec["error"] = _case_error(err, case)
+    if i < NUMERIC_CASES:
+        try:
+            rec["numeric_dx"] = _numeric_dx(forward, user_file, kind, case, layout)
+        except (UserError, TypeError, ValueError):
+            rec["numeric_dx"] = None
+    return rec
 
 
 def run_backward(fn, forward, name: str, user_file: str | None = None) -> dict:
-    """The user's backward on the cache of the user's own forward (train mode)."""
+    """The user's backward on the cache of the user's own forward (train mode), per gamma layout."""
     kind = KIND[name]
-    records = []
-    for case in cases(kind):
-        param = _norm_param(kind)
-        x = case.xs[0].copy()
-        _, cache = _forward_call(forward, user_file, kind, x, case.gamma.copy(), case.beta.copy(), param, case.G)
-        dout = case.dout.copy()
-        dx, dgamma, dbeta = _returned(_call(fn, user_file, dout, cache), ("dx", "dgamma", "dbeta"))
-        records.append({"dx": _plain(dx), "dgamma": _plain(dgamma), "dbeta": _plain(dbeta),
-                        "modified": ["dout"] if not np.array_equal(dout, case.dout) else []})
-    return {"cases": records}
+    layouts = GAMMA_LAYOUTS.get(kind, (DEFAULT_LAYOUT,))
+    return {"layouts": {lay: [_backward_case(fn, forward, user_file, kind, i, c, lay)
+                              for i, c in enumerate(cases(kind))] for lay in layouts}}
 
 
 def run_function(namespace: dict, name: str, user_file: str | None = None) -> dict:
-    """Raw results for function ``name`` of ``namespace``: {'raw': ...}, {'error': info},
-    or {'missing_forward': name} for a backward whose forward is not defined."""
-    try:
-        if name in FORWARD_OF:
-            forward = namespace.get(FORWARD_OF[name])
-            if not callable(forward):
-                return {"missing_forward": FORWARD_OF[name]}
-            return {"raw": run_backward(namespace[name], forward, name, user_file)}
-        return {"raw": run_forward(namespace[name], name, user_file)}
-    except UserError as err:
-        return {"error": err.info}
+    """Raw results for function ``name`` of ``namespace``: {'raw': ...}, or {'missing_forward':
+    name} for a backward whose forward is not defined."""
+    if name in FORWARD_OF:
+        forward = namespace.get(FORWARD_OF[name])
+        if not callable(forward):
+            return {"missing_forward": FORWARD_OF[name]}
+        return {"raw": run_backward(namespace[name], forward, name, user_file)}
+    return {"raw": run_forward(namespace[name], name, user_file)}

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,8 +35,28 @@ def _drain(pipe, keep: bytearray, counter: list) -> None:
             keep += chunk[: KEEP_OUTPUT - len(keep)]
 
 
-def run_child(path: Path, name: str, timeout: float) -> ChildResult:
-    """Run ``name`` of the user's file ``path`` in a fresh process; never wait longer than ``timeout``."""
+LOAD_TIMEOUT = 30.0  # seconds for the interpreter to start and the file to load (default)
+
+
+def _wait(proc, loaded: Path, timeout: float, load_timeout: float) -> bool:
+    """Wait for ``proc``: up to ``load_timeout`` until it has loaded the file, then up to
+    ``timeout`` for the function itself. True if it ran out of time."""
+    start = time.monotonic()
+    deadline = start + load_timeout
+    seen_loaded = False
+    while proc.poll() is None:
+        now = time.monotonic()
+        if not seen_loaded and loaded.exists():
+            seen_loaded, deadline = True, now + timeout
+        if now > deadline:
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def run_child(path: Path, name: str, timeout: float, load_timeout: float = LOAD_TIMEOUT) -> ChildResult:
+    """Run ``name`` of the user's file ``path`` in a fresh process; ``timeout`` counts from the
+    moment the file has loaded (start-up and loading get ``load_timeout``)."""
     with tempfile.TemporaryDirectory(prefix="normgrad-check-") as tmp:
         result_path = Path(tmp) / "result.json"
         proc = subprocess.Popen(
@@ -46,11 +67,8 @@ def run_child(path: Path, name: str, timeout: float) -> ChildResult:
         keep, counter = bytearray(), [0]
         reader = threading.Thread(target=_drain, args=(proc.stdout, keep, counter), daemon=True)
         reader.start()
-        timed_out = False
         try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            timed_out = True
+            timed_out = _wait(proc, Path(str(result_path) + ".loaded"), timeout, load_timeout)
         finally:  # the whole process group: children the user's code started go too
             try:
                 os.killpg(proc.pid, signal.SIGKILL)
