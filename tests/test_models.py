@@ -47,7 +47,7 @@ def test_fully_connected_net_gradients(rng, normalization, reg):
     X = rng.standard_normal((N, D)) + 0.5
     y = rng.integers(C, size=N)
     model = FullyConnectedNet([6, 5], input_dim=D, num_classes=C, normalization=normalization, reg=reg,
-                              weight_scale=0.5, dtype=np.float64, seed=int(rng.integers(1000)))
+                              weight_scale=0.5, dtype=np.float64, rng=int(rng.integers(1000)))
     # random gamma/beta, so the norms' backward is not tested at the identity
     for name in model.params:
         if name.startswith(("gamma", "beta")):
@@ -58,7 +58,7 @@ def test_fully_connected_net_gradients(rng, normalization, reg):
 def test_fully_connected_net_gradients_with_dropout(rng):
     X, y = rng.standard_normal((6, 5)), rng.integers(3, size=6)
     model = FullyConnectedNet([8, 8], input_dim=5, num_classes=3, dropout_keep_ratio=0.6,
-                              normalization="batchnorm", weight_scale=0.5, dtype=np.float64, seed=3)
+                              normalization="batchnorm", weight_scale=0.5, dtype=np.float64, rng=3)
     model.dropout_param["seed"] = 123  # the same mask on every forward, as CS231n's check does
     _assert_bounds(_check_all(model, X, y))
 
@@ -68,7 +68,7 @@ def test_conv_net_gradients(rng, normalization):
     X = rng.standard_normal((3, 2, 4, 4)) + 1
     y = rng.integers(3, size=3)
     model = ConvNet(input_dim=(2, 4, 4), num_filters=(4,), num_classes=3, normalization=normalization, G=2,
-                    reg=0.1, dtype=np.float64, seed=5)
+                    reg=0.1, dtype=np.float64, rng=5)
     for name in model.params:
         if name.startswith(("gamma", "beta")):
             model.params[name] = rng.standard_normal(model.params[name].shape)
@@ -80,7 +80,7 @@ def test_overfit_small_batch(rng, normalization):
     X = rng.standard_normal((50, 20)).astype(np.float32)
     y = rng.integers(10, size=50)
     data = {"X_train": X, "y_train": y, "X_val": X, "y_val": y}
-    model = FullyConnectedNet([64, 64, 64], input_dim=20, normalization=normalization, weight_scale=0.1, seed=0)
+    model = FullyConnectedNet([64, 64, 64], input_dim=20, normalization=normalization, weight_scale=0.1, rng=0)
     solver = Solver(model, data, update_rule="adam", optim_config={"learning_rate": 5e-3}, batch_size=25,
                     num_epochs=40, verbose=False, seed=0)
     solver.train()
@@ -89,7 +89,7 @@ def test_overfit_small_batch(rng, normalization):
 
 
 def test_test_mode_uses_running_statistics(rng):
-    model = FullyConnectedNet([16], input_dim=8, num_classes=3, normalization="batchnorm", seed=0,
+    model = FullyConnectedNet([16], input_dim=8, num_classes=3, normalization="batchnorm", rng=0,
                               dtype=np.float64)
     X = rng.standard_normal((64, 8)) * 3 + 5
     for _ in range(100):
@@ -102,14 +102,14 @@ def test_test_mode_uses_running_statistics(rng):
 
 
 def test_float32_model_stays_float32(rng):
-    model = FullyConnectedNet([8], input_dim=4, num_classes=3, normalization="layernorm", seed=0)
+    model = FullyConnectedNet([8], input_dim=4, num_classes=3, normalization="layernorm", rng=0)
     loss, grads = model.loss(rng.standard_normal((5, 4)), rng.integers(3, size=5))
     assert all(g.dtype == np.float32 for g in grads.values())
     assert model.loss(rng.standard_normal((5, 4))).dtype == np.float32
 
 
 def test_activations_are_recorded_on_request(rng):
-    model = FullyConnectedNet([8, 6], input_dim=4, num_classes=3, normalization="batchnorm", seed=0)
+    model = FullyConnectedNet([8, 6], input_dim=4, num_classes=3, normalization="batchnorm", rng=0)
     model.loss(rng.standard_normal((5, 4)), rng.integers(3, size=5))
     assert model.activations == []
     model.record_activations = True
@@ -134,7 +134,7 @@ def test_demo_probe_leaves_the_model_as_it_was(rng):
     from normgrad.experiments.demo import RunResult, _record
 
     model = FullyConnectedNet([8, 6], input_dim=4, num_classes=3, normalization="batchnorm",
-                              dropout_keep_ratio=0.5, weight_scale=1.0, seed=0)
+                              dropout_keep_ratio=0.5, weight_scale=1.0, rng=0)
     X, y = rng.standard_normal((20, 4)), rng.integers(3, size=20)
     model.loss(X, y)
     before = [dict(p) for p in model.bn_params]

@@ -49,7 +49,7 @@ def _data(rng, n=120, d=6, classes=3):
 
 def _model():
     return FullyConnectedNet([10, 10], input_dim=6, num_classes=3, normalization="batchnorm",
-                             dropout_keep_ratio=0.8, weight_scale=0.3, seed=4)
+                             dropout_keep_ratio=0.8, weight_scale=0.3, rng=4)
 
 
 def _solver(model, data, **kw):
@@ -140,7 +140,7 @@ def test_killed_while_writing_a_checkpoint_leaves_the_previous_one(tmp_path):
         rng = np.random.default_rng(0)
         X = rng.standard_normal((40, 6)).astype(np.float32); y = rng.integers(3, size=40)
         data = dict(X_train=X, y_train=y, X_val=X, y_val=y)
-        model = FullyConnectedNet([8], input_dim=6, num_classes=3, seed=0)
+        model = FullyConnectedNet([8], input_dim=6, num_classes=3, rng=0)
         solver = Solver(model, data, num_epochs=1, batch_size=10, verbose=False, seed=0)
         solver.train()
         path = Path({str(tmp_path / "ck.npz")!r})
@@ -158,7 +158,7 @@ def test_killed_while_writing_a_checkpoint_leaves_the_previous_one(tmp_path):
     """)
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=120)
     assert proc.returncode == -9, proc.stderr.decode()
-    model = FullyConnectedNet([8], input_dim=6, num_classes=3, seed=0)
+    model = FullyConnectedNet([8], input_dim=6, num_classes=3, rng=0)
     rng = np.random.default_rng(0)
     X = rng.standard_normal((40, 6)).astype(np.float32)
     y = rng.integers(3, size=40)
@@ -187,7 +187,7 @@ def test_bad_settings(rng, kwargs, message):
 
 def test_divergence_is_reported(rng):
     data = _data(rng)
-    solver = Solver(FullyConnectedNet([10], input_dim=6, num_classes=3, weight_scale=1.0, seed=0), data,
+    solver = Solver(FullyConnectedNet([10], input_dim=6, num_classes=3, weight_scale=1.0, rng=0), data,
                     update_rule="sgd", optim_config={"learning_rate": 1e30}, num_epochs=2, batch_size=16,
                     verbose=False)
     with pytest.raises((FloatingPointError, ValueError), match="diverged"):

@@ -102,6 +102,39 @@ def eval_numerical_gradient_array(f, x, df, h: float = 1e-5, *, order: int = 2) 
     return grad.astype(x.dtype, copy=False)
 
 
+def grad_check_sparse(f, x, analytic_grad, num_checks: int = 10, h: float = 1e-5, seed=None) -> list[float]:
+    """Compare ``analytic_grad`` with centred differences of scalar ``f`` at ``num_checks``
+    random entries of x (NumPy's global generator unless ``seed``), printing each line as
+    CS231n's does. Returns the relative errors."""
+    x = _writable_float(x)
+    rng = np.random if seed is None else np.random.default_rng(seed)
+    errors = []
+    for _ in range(num_checks):
+        ix = tuple(int(rng.integers(n)) if seed is not None else int(rng.randint(n)) for n in x.shape)
+        numeric = _derivative(f, x, ix, h, 2).item()
+        analytic = float(np.asarray(analytic_grad)[ix])
+        err = abs(numeric - analytic) / max(1e-12, abs(numeric) + abs(analytic))
+        errors.append(err)
+        print(f"numerical: {numeric:f} analytic: {analytic:f}, relative error: {err:e}")
+    return errors
+
+
+def eval_numerical_gradient_blobs(f, inputs, output, h: float = 1e-5) -> list[np.ndarray]:
+    """Numeric gradients for functions of "blobs" (objects with ``vals`` and ``diffs``, as in
+    CS231n's old layer API): ``f(*inputs, output)`` fills ``output.vals``; returns, per input,
+    the gradient of sum(output.vals * output.diffs) with respect to its vals."""
+    def values(_):
+        f(*inputs, output)
+        return np.array(output.vals, dtype=np.float64, copy=True)
+
+    return [eval_numerical_gradient_array(values, blob.vals, output.diffs, h) for blob in inputs]
+
+
+def eval_numerical_gradient_net(net, inputs, output, h: float = 1e-5) -> list[np.ndarray]:
+    """``eval_numerical_gradient_blobs`` for a net object with ``forward()``."""
+    return eval_numerical_gradient_blobs(lambda *args: net.forward(), inputs, output, h=h)
+
+
 def rel_error(x, y) -> float:
     """max(|x - y| / max(1e-8, |x| + |y|)), elementwise, as CS231n defines it.
 
@@ -116,4 +149,5 @@ def rel_error(x, y) -> float:
     return float(np.max(np.abs(x - y) / np.maximum(1e-8, np.abs(x) + np.abs(y))))
 
 
-__all__ = ["eval_numerical_gradient", "eval_numerical_gradient_array", "rel_error"]
+__all__ = ["eval_numerical_gradient", "eval_numerical_gradient_array", "rel_error", "grad_check_sparse",
+           "eval_numerical_gradient_blobs", "eval_numerical_gradient_net"]

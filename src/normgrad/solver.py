@@ -11,8 +11,12 @@ or (loss, grads) when y is given. A model that also has ``state()`` /
 generator) gets that state checkpointed and restored too. ``data`` has X_train,
 y_train, X_val, y_val.
 
-Each epoch visits the training set in an order drawn from a generator seeded by
-``seed``. With ``checkpoint_name`` set, a checkpoint is written atomically at the
+Each epoch visits the training set in a random order: drawn from a generator seeded
+by ``seed``, or, with no seed, from NumPy's global generator (so ``np.random.seed``
+reproduces a run, as in the course). ``check_first_step`` adds an accuracy check
+after the first iteration (the course's histories then have ``num_epochs + 1``
+entries); ``stop_on_divergence=False`` records a NaN loss and keeps the last finite
+parameters instead of raising. With ``checkpoint_name`` set, a checkpoint is written atomically at the
 end of every epoch (``{checkpoint_name}_epoch_{k}.npz``, plus ``{checkpoint_name}_latest.npz``,
 in the format of ``normgrad.checkpoint``); ``epoch_callback(solver)``, if given, is
 called after each epoch's accuracy check. ``Solver.resume(path, model, data)``
@@ -28,7 +32,7 @@ import numpy as np
 
 from . import checkpoint, optim
 from .core.validate import NonFiniteError
-from .training import Progress, check_data, update_rule_of
+from .training import Progress, accuracy, check_data, update_rule_of
 
 _REQUIRED = ("settings", "progress", "rng", "params", "model_state", "best", "optim_configs")
 
@@ -37,7 +41,7 @@ class Solver:
     def __init__(self, model, data, update_rule="sgd", optim_config=None, lr_decay=1.0, batch_size=100,
                  num_epochs=10, num_train_samples=1000, num_val_samples=None, checkpoint_name=None,
                  print_every=10, verbose=True, seed=None, progress=False, console=None, label="training",
-                 epoch_callback=None):
+                 epoch_callback=None, check_first_step=False, stop_on_divergence=True):
         self.model = model
         self.X_train, self.y_train, self.X_val, self.y_val = check_data(data)
         self.update_rule_name, self.update_rule = update_rule_of(update_rule)
@@ -47,9 +51,8 @@ class Solver:
         self.lr_decay, self.batch_size, self.num_epochs = lr_decay, int(batch_size), int(num_epochs)
         self.num_train_samples, self.num_val_samples = num_train_samples, num_val_samples
         self.checkpoint_name, self.print_every, self.verbose = checkpoint_name, print_every, verbose
-        self.progress, self.console, self.label = progress, console, label
-        self.epoch_callback = epoch_callback
-        self.seed = seed
+        self.progress, self.console, self.label, self.epoch_callback = progress, console, label, epoch_callback
+        self.check_first_step, self.stop_on_divergence, self.seed = check_first_step, stop_on_divergence, seed
         self._reset()
 
     def _reset(self):
@@ -57,11 +60,9 @@ class Solver:
         self.t = 0  # iterations done
         self.best_val_acc = 0.0
         self.best_params, self.best_state = {}, None
-        self.loss_history: list[float] = []
-        self.train_acc_history: list[float] = []
-        self.val_acc_history: list[float] = []
+        self.loss_history, self.train_acc_history, self.val_acc_history = [], [], []
         self.epoch_times: list[float] = []
-        self.rng = np.random.default_rng(self.seed)
+        self.rng = None if self.seed is None else np.random.default_rng(self.seed)  # None: np.random
         self.optim_configs = {p: dict(self.optim_config) for p in self.model.params}
 
     @property
@@ -78,28 +79,31 @@ class Solver:
             try:
                 loss, grads = self.model.loss(self.X_train[idx], self.y_train[idx])
             except NonFiniteError:
-                loss = float("nan")
-        if not np.isfinite(loss):
-            raise FloatingPointError(f"training diverged: the loss became {loss} at iteration {self.t}; "
-                                     "lower the learning rate or the weight scale")
-        self.loss_history.append(float(loss))
-        for name, w in self.model.params.items():
-            next_w, self.optim_configs[name] = self.update_rule(w, grads[name], self.optim_configs[name])
-            self.model.params[name] = next_w.astype(w.dtype, copy=False)
+                loss, grads = float("nan"), None
         self.t += 1
+        if not np.isfinite(loss) or grads is None:
+            if self.stop_on_divergence:
+                raise FloatingPointError(f"training diverged: the loss became {loss} at iteration {self.t}; "
+                                         "lower the learning rate or the weight scale")
+            self.loss_history.append(float("nan"))  # recorded; the parameters stay the last finite ones
+            return
+        self.loss_history.append(float(loss))
+        updated = {}
+        with np.errstate(over="ignore", invalid="ignore"):
+            for name, w in self.model.params.items():
+                next_w, self.optim_configs[name] = self.update_rule(w, grads[name], self.optim_configs[name])
+                updated[name] = next_w.astype(w.dtype, copy=False)
+        if self.stop_on_divergence or all(np.isfinite(w).all() for w in updated.values()):
+            self.model.params.update(updated)
 
     def check_accuracy(self, X, y, num_samples=None, batch_size=100) -> float:
         """Fraction of X classified as y, on a seeded subsample of num_samples if given."""
-        X, y = np.asarray(X), np.asarray(y)
-        if num_samples is not None and len(X) > num_samples:
-            idx = np.random.default_rng(0).choice(len(X), num_samples, replace=False)
-            X, y = X[idx], y[idx]
-        preds = [np.argmax(self.model.loss(X[i:i + batch_size]), axis=1) for i in range(0, len(X), batch_size)]
-        return float(np.mean(np.concatenate(preds) == y)) if len(X) else 0.0
+        return accuracy(self.model, X, y, num_samples, batch_size)
 
     def _end_of_epoch(self):
-        train_acc = self.check_accuracy(self.X_train, self.y_train, num_samples=self.num_train_samples)
-        val_acc = self.check_accuracy(self.X_val, self.y_val, num_samples=self.num_val_samples)
+        with np.errstate(over="ignore", invalid="ignore"):  # huge scores still have an argmax
+            train_acc = self.check_accuracy(self.X_train, self.y_train, num_samples=self.num_train_samples)
+            val_acc = self.check_accuracy(self.X_val, self.y_val, num_samples=self.num_val_samples)
         self.train_acc_history.append(train_acc)
         self.val_acc_history.append(val_acc)
         if val_acc > self.best_val_acc or not self.best_params:
@@ -115,10 +119,12 @@ class Solver:
         with Progress(self, total) as bar:
             while self.epoch < self.num_epochs:
                 started = time.perf_counter()
-                order = self.rng.permutation(len(self.X_train))
+                order = (np.random if self.rng is None else self.rng).permutation(len(self.X_train))
                 for i in range(self.iterations_per_epoch):
                     self._step(order[i * self.batch_size:(i + 1) * self.batch_size])
                     bar.step(self.t, self.loss_history[-1])
+                    if self.check_first_step and self.t == 1:
+                        bar.epoch(0, *self._end_of_epoch())
                 self.epoch += 1
                 for config in self.optim_configs.values():
                     config["learning_rate"] = config.get("learning_rate", 1e-2) * self.lr_decay
@@ -160,7 +166,8 @@ def _state(solver: Solver) -> dict:
         "progress": dict(epoch=s.epoch, t=s.t, best_val_acc=s.best_val_acc, loss_history=s.loss_history,
                          train_acc_history=s.train_acc_history, val_acc_history=s.val_acc_history,
                          epoch_times=s.epoch_times),
-        "rng": s.rng.bit_generator.state, "params": s.model.params, "model_state": s._model_state(),
+        "rng": None if s.rng is None else s.rng.bit_generator.state, "params": s.model.params,
+        "model_state": s._model_state(),
         "best": {"params": s.best_params, "state": s.best_state}, "optim_configs": s.optim_configs,
     }
 
@@ -173,6 +180,7 @@ def _restore(solver: Solver, saved: dict) -> None:
         model.load_state(saved["model_state"])
     solver.best_params, solver.best_state = saved["best"]["params"], saved["best"]["state"]
     solver.optim_configs = saved["optim_configs"]
-    solver.rng.bit_generator.state = saved["rng"]
+    if saved["rng"] is not None and solver.rng is not None:
+        solver.rng.bit_generator.state = saved["rng"]
     for key, value in saved["progress"].items():
         setattr(solver, key, value)

@@ -1,5 +1,5 @@
 """The Solver's helpers that are not the loop itself: checking its data and its
-update rule, and showing its progress."""
+update rule, measuring accuracy, and showing its progress."""
 
 from __future__ import annotations
 
@@ -37,6 +37,17 @@ def update_rule_of(rule) -> tuple[str, object]:
     return getattr(rule, "__name__", "custom"), rule
 
 
+def accuracy(model, X, y, num_samples=None, batch_size=100) -> float:
+    """Fraction of X that ``model.loss(X)`` classifies as y, in batches; on a fixed (seeded)
+    subsample of ``num_samples`` if given, so repeated checks compare like with like."""
+    X, y = np.asarray(X), np.asarray(y)
+    if num_samples is not None and len(X) > num_samples:
+        idx = np.random.default_rng(0).choice(len(X), num_samples, replace=False)
+        X, y = X[idx], y[idx]
+    preds = [np.argmax(model.loss(X[i:i + batch_size]), axis=1) for i in range(0, len(X), batch_size)]
+    return float(np.mean(np.concatenate(preds) == y)) if len(X) else 0.0
+
+
 class Progress:
     """A Solver's progress: a live rich bar (``solver.progress``), printed lines
     (``solver.verbose``), or nothing. Used as a context manager around training."""
@@ -62,7 +73,7 @@ class Progress:
     def step(self, t: int, loss: float) -> None:
         if self.bar is not None:
             self.bar.update(self.task, advance=1, info=f"loss {loss:.3f}")
-        elif self.solver.verbose and t % self.solver.print_every == 0:
+        elif self.solver.verbose and (t - 1) % self.solver.print_every == 0:  # iterations 1, 1 + every, ...
             print(f"(Iteration {t} / {self.total}) loss: {loss:f}")
 
     def epoch(self, epoch: int, train_acc: float, val_acc: float) -> None:

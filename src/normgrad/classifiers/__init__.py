@@ -5,9 +5,10 @@ time, (loss, grads) in training. The CS231n conventions hold throughout
 
 - ``fc_net.FullyConnectedNet``: affine - [batch/layer norm] - relu - [dropout], L times
 - ``cnn.ConvNet``: [conv - spatial batch/group norm - relu - pool] x k - affine
+- ``cnn.ThreeLayerConvNet``: conv - relu - pool - affine - relu - affine (the course's)
 """
 
-from .cnn import ConvNet
+from .cnn import ConvNet, ThreeLayerConvNet
 from .fc_net import FullyConnectedNet
 
-__all__ = ["FullyConnectedNet", "ConvNet"]
+__all__ = ["FullyConnectedNet", "ConvNet", "ThreeLayerConvNet"]

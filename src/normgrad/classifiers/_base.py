@@ -48,8 +48,29 @@ def norm_backward(dout, cache):
     return dx, dgamma.astype(gamma.dtype), dbeta.astype(gamma.dtype)
 
 
+def generators(rng):
+    """(weights, dropout) random sources of a classifier.
+
+    ``rng`` is normgrad's own argument: an int seed (or a Generator) gives the weights
+    ``default_rng(rng)`` and the dropout masks ``default_rng(rng + 1)``. None, the course's
+    way, draws both from NumPy's global generator, so ``np.random.seed`` reproduces a model
+    and its training."""
+    if rng is None:
+        return None, None
+    if isinstance(rng, np.random.Generator):
+        return rng, rng
+    return np.random.default_rng(rng), np.random.default_rng(rng + 1)
+
+
+def gaussian(source, shape, scale: float) -> np.ndarray:
+    """scale * N(0, 1) of ``shape``: from ``source``, or as the course draws them, np.random.randn."""
+    draw = np.random.randn(*shape) if source is None else source.standard_normal(shape)
+    return scale * draw
+
+
 class Classifier:
-    """Base of the CS231n classifiers: ``params``, ``bn_params``, ``reg``, ``dtype``, ``rng``."""
+    """Base of the CS231n classifiers: ``params``, ``bn_params``, ``reg``, ``dtype``, ``rng``
+    (the generator of the dropout masks; None: NumPy's global one)."""
 
     params: dict
     bn_params: list

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..functional import layers as L
-from ._base import Classifier, norm_backward, norm_forward
+from ._base import Classifier, gaussian, generators, norm_backward, norm_forward
 
 NORMALIZATIONS = (None, "batchnorm", "layernorm")
 
@@ -20,11 +20,14 @@ class FullyConnectedNet(Classifier):
     - reg: L2 strength (loss += 0.5 * reg * sum W**2)
     - weight_scale: std of the initial weights (biases 0, gamma 1, beta 0)
     - dtype: float32 for speed, float64 for gradient checks
-    - seed: for the weights and for dropout
+    - seed: as in the course, fixes the dropout mask (``dropout_param['seed']``): the
+      same mask on every forward, for gradient checks
+    - rng: normgrad's own: an int seed or a Generator for the initial weights and the
+      dropout masks; None (the course's way) draws them from NumPy's global generator
     """
 
     def __init__(self, hidden_dims, input_dim=3 * 32 * 32, num_classes=10, dropout_keep_ratio=1,
-                 normalization=None, reg=0.0, weight_scale=1e-2, dtype=np.float32, seed=None):
+                 normalization=None, reg=0.0, weight_scale=1e-2, dtype=np.float32, seed=None, rng=None):
         if normalization not in NORMALIZATIONS:
             raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
         if not 0 < dropout_keep_ratio <= 1:
@@ -35,19 +38,19 @@ class FullyConnectedNet(Classifier):
         self.num_layers = 1 + len(hidden_dims)
         self.dtype = np.dtype(dtype)
         self.params: dict[str, np.ndarray] = {}
-        rng = np.random.default_rng(seed)
+        weights, self.rng = generators(rng)
         dims = [input_dim, *hidden_dims, num_classes]
         for i in range(self.num_layers):
-            self.params[f"W{i + 1}"] = weight_scale * rng.standard_normal((dims[i], dims[i + 1]))
+            self.params[f"W{i + 1}"] = gaussian(weights, (dims[i], dims[i + 1]), weight_scale)
             self.params[f"b{i + 1}"] = np.zeros(dims[i + 1])
             if normalization and i < self.num_layers - 1:
                 self.params[f"gamma{i + 1}"] = np.ones(dims[i + 1])
                 self.params[f"beta{i + 1}"] = np.zeros(dims[i + 1])
-        # A "seed" put in dropout_param fixes the mask for every forward (as CS231n
-        # does, for gradient checks); otherwise each forward draws a new mask from
-        # the model's own generator, seeded by ``seed``.
+        # A "seed" in dropout_param fixes the mask for every forward (as CS231n does, for
+        # gradient checks); otherwise each forward draws a new mask, from ``rng`` if given.
         self.dropout_param = {"mode": "train", "p": dropout_keep_ratio}
-        self.rng = np.random.default_rng(None if seed is None else seed + 1)
+        if seed is not None:
+            self.dropout_param["seed"] = seed
         self.bn_params = [{"mode": "train"} for _ in range(self.num_layers - 1)] if normalization else []
         for k, value in self.params.items():
             self.params[k] = value.astype(self.dtype)
@@ -76,8 +79,8 @@ class FullyConnectedNet(Classifier):
             drop_cache = None
             if self.use_dropout:
                 param = self.dropout_param
-                if mode == "train" and "seed" not in param:
-                    param = dict(param, seed=int(self.rng.integers(2**63)))
+                if mode == "train" and "seed" not in param and self.rng is not None:
+                    param = dict(param, seed=int(self.rng.integers(2**32)))
                 h, drop_cache = L.dropout_forward(h, param)
             caches.append((fc_cache, norm_cache, relu_cache, drop_cache))
         n = self.num_layers

@@ -71,17 +71,18 @@ def checked_input(name: str, a, ndim: int) -> np.ndarray:
     return arr
 
 
-def param_array(name: str, a, dtype=None) -> np.ndarray:
-    """A float parameter: float32/float64 as given; an integer array promoted to
-    ``dtype`` (the data's float dtype; float64 if None). Bool, complex, object and
-    other float widths are refused by name."""
+def param_array(name: str, a, dtype=None, ndim: int | None = None) -> np.ndarray:
+    """A float parameter (gamma, beta, weights, biases): float32/float64 as given; an
+    integer array promoted to ``dtype`` (the data's float dtype; float64 if None), as
+    NumPy arithmetic would. Bool, complex, object and other float widths are refused
+    by name; ``ndim``, if given, is checked."""
     try:
         arr = np.asarray(a)
     except ValueError as err:  # ragged nested lists
         raise ValueError(f"{name} must be a rectangular array, got {type(a).__name__}: {err}") from None
     if arr.dtype.kind in "iu":
-        return arr.astype(np.float64 if dtype is None else dtype)
-    return float_array(name, arr)
+        arr = arr.astype(np.float64 if dtype is None else dtype)
+    return float_array(name, arr, ndim)
 
 
 def param_vector(name: str, a, shapes: tuple[tuple[int, ...], ...], dtype=None) -> np.ndarray:

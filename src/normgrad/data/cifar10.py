@@ -74,6 +74,18 @@ def _load_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return raw.reshape(len(y), 3, 32, 32).astype(np.float32), y
 
 
+def read_cifar10(root) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(X, y, X_test, y_test) from the batch files in ``root``: every training batch that
+    exists (at least one) and ``test_batch``; images (n, 3, 32, 32) float32, labels int64."""
+    root = Path(root)
+    train = [root / name for name in TRAIN_FILES if (root / name).exists()]
+    if not train or not (root / TEST_FILE).exists():
+        raise FileNotFoundError(f"{root} needs data_batch_1..5 (at least one) and test_batch")
+    parts = [_load_batch(p) for p in train]
+    X_test, y_test = _load_batch(root / TEST_FILE)
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]), X_test, y_test
+
+
 def load_cifar10(root, num_val: int = 1000, subtract_mean: bool = True):
     """Train (minus ``num_val`` held out, the last ones), validation and test splits from ``root``.
 
@@ -81,14 +93,7 @@ def load_cifar10(root, num_val: int = 1000, subtract_mean: bool = True):
     ``test_batch`` are required. Images are (N, 3, 32, 32) float32, mean-subtracted
     with the training mean if ``subtract_mean``.
     """
-    root = Path(root)
-    train = [root / name for name in TRAIN_FILES if (root / name).exists()]
-    if not train or not (root / TEST_FILE).exists():
-        raise FileNotFoundError(f"{root} needs data_batch_1..5 (at least one) and test_batch")
-    parts = [_load_batch(p) for p in train]
-    X = np.concatenate([p[0] for p in parts])
-    y = np.concatenate([p[1] for p in parts])
-    X_test, y_test = _load_batch(root / TEST_FILE)
+    X, y, X_test, y_test = read_cifar10(root)
     if not 0 <= num_val < len(X):
         raise ValueError(f"num_val must lie in [0, {len(X)}), got {num_val}")
     X_train, y_train, X_val, y_val = X[: len(X) - num_val], y[: len(y) - num_val], X[len(X) - num_val:], \

@@ -213,7 +213,7 @@ def train_step_times(torch, normalization: str = "batchnorm", batch: int = 50, h
     X = rng.standard_normal((batch, input_dim)).astype(np.float32)
     y = rng.integers(classes, size=batch)
     model = FullyConnectedNet(list(hidden), input_dim=input_dim, num_classes=classes, normalization=normalization,
-                              dropout_keep_ratio=0.9, weight_scale=0.05, seed=0)
+                              dropout_keep_ratio=0.9, weight_scale=0.05, rng=0)
     configs = {k: {"learning_rate": 1e-3} for k in model.params}
 
     def ours():

@@ -116,7 +116,7 @@ def train_all(settings: Settings, data, console) -> list[RunResult]:
         model = FullyConnectedNet(list(settings.hidden), input_dim=data["X_train"].shape[1],
                                   num_classes=int(data["y_train"].max()) + 1, normalization=norm,
                                   dropout_keep_ratio=settings.dropout_keep_ratio, reg=settings.reg,
-                                  weight_scale=settings.weight_scale, seed=settings.seed)
+                                  weight_scale=settings.weight_scale, rng=settings.seed)
         result = RunResult(label, norm, [], [], [], 0.0, 0.0, None, 0.0, 0)
         _record(model, probe, result)
         solver = Solver(model, data, update_rule="adam", optim_config={"learning_rate": settings.learning_rate},
@@ -151,7 +151,7 @@ def model_gradient_checks(seed: int) -> list[dict]:
     for label, norm in MODELS:
         for reg in (0.0, 0.5):
             model = FullyConnectedNet([7, 6, 5], input_dim=5, num_classes=4, normalization=norm, reg=reg,
-                                      weight_scale=0.5, dtype=np.float64, seed=seed)
+                                      weight_scale=0.5, dtype=np.float64, rng=seed)
             for name in model.params:
                 if name.startswith(("gamma", "beta")):
                     model.params[name] = rng.normal(1.0 if name.startswith("gamma") else 0.0, 0.5,

@@ -30,7 +30,8 @@ def affine_forward(x, w, b):
     - out: output of shape (N, M)
     - cache: (x, w)
     """
-    x, w, b = v.float_array("x", x), v.float_array("w", w, 2), v.float_array("b", b, 1)
+    x = v.float_array("x", x)
+    w, b = v.param_array("w", w, x.dtype, 2), v.param_array("b", b, x.dtype, 1)
     if x.ndim < 1 or int(np.prod(x.shape[1:])) != w.shape[0] or b.shape != (w.shape[1],):
         raise ValueError(f"affine_forward: x {x.shape}, w {w.shape}, b {b.shape} do not fit (N, D) @ (D, M) + (M,)")
     out = x.reshape(x.shape[0], -1) @ w + b
@@ -69,7 +70,10 @@ def dropout_forward(x, dropout_param):
     Inputs:
     - x: any shape
     - dropout_param: dict with p (keep probability, in (0, 1]), mode ('train'/'test'),
-      and optional seed (a seeded generator per call, for gradient checks)
+      and optional seed: the mask is then the same on every call (for gradient checks),
+      drawn as ``np.random.seed(seed); np.random.rand(*x.shape)`` would draw it, without
+      touching NumPy's global generator. Without a seed the mask comes from NumPy's
+      global generator, so ``np.random.seed`` makes a run reproducible.
     Returns (out, cache).
     """
     x = v.float_array("x", x)
@@ -79,8 +83,9 @@ def dropout_forward(x, dropout_param):
     mode = v.mode_value(dropout_param, "dropout_param")
     mask = None
     if mode == "train" and p < 1.0:
-        rng = np.random.default_rng(dropout_param.get("seed"))
-        mask = (rng.random(x.shape) < p) / p
+        seed = dropout_param.get("seed")
+        draw = np.random.rand if seed is None else np.random.RandomState(seed).rand
+        mask = (draw(*x.shape) < p) / p
         out = x * mask.astype(x.dtype)
     else:
         out = x
@@ -136,7 +141,8 @@ def conv_forward(x, w, b, conv_param):
     - conv_param: stride (default 1), pad (default 0)
     Returns out (N, F, H', W') with H' = 1 + (H + 2 pad - HH) / stride, and a cache.
     """
-    x, w, b = v.float_array("x", x, 4), v.float_array("w", w, 4), v.float_array("b", b, 1)
+    x = v.float_array("x", x, 4)
+    w, b = v.param_array("w", w, x.dtype, 4), v.param_array("b", b, x.dtype, 1)
     stride, pad = int(conv_param.get("stride", 1)), int(conv_param.get("pad", 0))
     N, C, H, W = x.shape
     F, Cw, HH, WW = w.shape
@@ -238,6 +244,29 @@ def affine_norm_relu_backward(dout, cache):
     da, dgamma, dbeta = _NORMS[normalization][1](dan, norm_cache)
     dx, dw, db = affine_backward(da, fc_cache)
     return dx, dw, db, dgamma, dbeta
+
+
+def conv_relu_forward(x, w, b, conv_param):
+    """conv -> relu. Returns (out, cache)."""
+    a, conv_cache = conv_forward(x, w, b, conv_param)
+    out, relu_cache = relu_forward(a)
+    return out, (conv_cache, relu_cache)
+
+
+def conv_relu_backward(dout, cache):
+    """Returns dx, dw, db."""
+    conv_cache, relu_cache = cache
+    return conv_backward(relu_backward(dout, relu_cache), conv_cache)
+
+
+def conv_bn_relu_forward(x, w, b, gamma, beta, conv_param, bn_param):
+    """conv -> spatial batch norm -> relu. Returns (out, cache)."""
+    return conv_norm_relu_forward(x, w, b, gamma, beta, conv_param, bn_param, "batchnorm")
+
+
+def conv_bn_relu_backward(dout, cache):
+    """Returns dx, dw, db, dgamma, dbeta."""
+    return conv_norm_relu_backward(dout, cache)
 
 
 def conv_relu_pool_forward(x, w, b, conv_param, pool_param):

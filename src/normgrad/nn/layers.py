@@ -88,7 +88,7 @@ class Dropout(Module):
 
     def forward(self, x):
         param = {"p": 1.0 - self.p, "mode": "train" if self.training else "test",
-                 "seed": int(self.rng.integers(2**63)) if self.training else None}
+                 "seed": int(self.rng.integers(2**32)) if self.training else None}
         out, self._cache = L.dropout_forward(x, param)
         return out
 
