@@ -20,7 +20,7 @@ LAYERS = {
     "functional": 1, "kernels": 1, "autograd": 1, "gradcheck": 1, "data": 1, "optim": 1,
     "nn": 2, "classifiers": 2, "torch": 2, "checkpoint": 2, "training": 2,
     "solver": 3,
-    "experiments": 4, "diagnose": 4,
+    "experiments": 4, "diagnose": 4, "cs231n": 4,
     "cli": 5, "__main__": 6,
 }
 

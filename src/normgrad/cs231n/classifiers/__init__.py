@@ -1,0 +1,6 @@
+"""The course's ``classifiers``: fc_net.FullyConnectedNet and cnn.ThreeLayerConvNet."""
+
+from .cnn import ThreeLayerConvNet
+from .fc_net import FullyConnectedNet
+
+__all__ = ["FullyConnectedNet", "ThreeLayerConvNet"]

@@ -1,0 +1,66 @@
+"""Write a small ``cs231n`` package into an assignment folder that re-exports normgrad.cs231n.
+
+    python -m normgrad.cs231n shim DIR       # DIR/cs231n/layers.py: from normgrad.cs231n.layers import *, ...
+    python -m normgrad.cs231n unshim DIR     # put the course's files back
+
+Only the Python modules are written; everything else in DIR/cs231n (datasets,
+notebook_images, your own files) stays. A course file that the shim replaces is kept
+beside it as ``NAME.py.orig`` (once: a second ``shim`` keeps the first backup), and
+``unshim`` moves it back. Every file is written atomically.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .._io import atomic_write
+from . import MODULES
+
+MARK = "# normgrad shim: re-exports normgrad.cs231n"
+
+
+def _source(module: str) -> str:
+    return f"{MARK}.{module}\nfrom normgrad.cs231n.{module} import *  # noqa: F401,F403\n"
+
+
+def _path(root: Path, module: str) -> Path:
+    parts = module.split(".")
+    if module == "classifiers":
+        return root / "classifiers" / "__init__.py"
+    return root.joinpath(*parts[:-1], parts[-1] + ".py")
+
+
+def _is_shim(path: Path) -> bool:
+    return path.exists() and path.read_text(errors="replace").startswith(MARK)
+
+
+def write(folder) -> list[Path]:
+    """Write the shim modules into ``folder/cs231n``; returns the files written."""
+    root = Path(folder) / "cs231n"
+    files = {m: _path(root, m) for m in MODULES}
+    files["__init__"] = root / "__init__.py"
+    written = []
+    for module, path in files.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        backup = path.with_name(path.name + ".orig")
+        if path.exists() and not _is_shim(path) and not backup.exists():
+            path.replace(backup)
+        text = f"{MARK}\n" if module == "__init__" else _source(module)
+        atomic_write(path, lambda tmp, text=text: tmp.write_text(text))
+        written.append(path)
+    return written
+
+
+def undo(folder) -> list[Path]:
+    """Remove the shim's modules from ``folder/cs231n`` and put back the ``.orig`` files."""
+    restored = []
+    for path in sorted(Path(folder, "cs231n").rglob("*.py")):
+        if not _is_shim(path):
+            continue
+        backup = path.with_name(path.name + ".orig")
+        if backup.exists():
+            backup.replace(path)
+            restored.append(path)
+        else:
+            path.unlink()
+    return restored
