@@ -1,4 +1,4 @@
-"""Benchmark: batch norm forward + backward, fused kernels vs NumPy, PyTorch and memory copy.
+"""Benchmark: every norm's fused kernels against PyTorch and the memory-bandwidth roofline.
 
     ./run.sh bench [--quick] [--json results.json]
 

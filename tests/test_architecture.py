@@ -17,11 +17,11 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "normgrad"
 # lower layers (and itself). The order is the picture in docs/architecture.md.
 LAYERS = {
     "core": 0, "_io": 0,
-    "functional": 1, "kernels": 1, "autograd": 1, "gradcheck": 1, "data": 1, "optim": 1,
-    "nn": 2, "classifiers": 2, "torch": 2, "checkpoint": 2, "training": 2,
-    "solver": 3,
-    "experiments": 4, "diagnose": 4, "cs231n": 4,
-    "cli": 5, "__main__": 6,
+    "functional": 1, "kernels": 1, "autograd": 1, "gradcheck": 1, "data": 1,
+    "nn": 2, "classifiers": 2, "torch": 2, "checkpoint": 2, "optim": 2, "training": 3,
+    "solver": 4,
+    "experiments": 5, "diagnose": 5, "cs231n": 5,
+    "cli": 6, "__main__": 7,
 }
 
 

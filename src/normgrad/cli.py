@@ -81,7 +81,7 @@ def _bench(args) -> int:
 
     from .experiments import bench
 
-    return bench.run(Console(), quick=args.quick, json_path=args.json)
+    return bench.run(Console(width=None if sys.stdout.isatty() else 120), quick=args.quick, json_path=args.json)
 
 
 def _check(args) -> int:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import kernels
+
 
 def sgd(w, dw, config=None):
     """w -= learning_rate * dw."""
@@ -40,21 +42,26 @@ def rmsprop(w, dw, config=None):
 
 
 def adam(w, dw, config=None):
-    """Adam with bias correction (Kingma & Ba); t counts the updates made."""
+    """Adam with bias correction (Kingma & Ba); t counts the updates made.
+
+    m = beta1 * m + (1 - beta1) * dw;  v = beta2 * v + (1 - beta2) * dw**2
+    next_w = w - learning_rate * m_hat / (sqrt(v_hat) + epsilon),
+    m_hat = m / (1 - beta1**t), v_hat = v / (1 - beta2**t).
+    Float arrays take the fused one-pass kernel (``kernels.adam_step``: the same formula);
+    the arrays in ``config`` are replaced, never modified.
+    """
     config = {} if config is None else config
     config.setdefault("learning_rate", 1e-3)
     config.setdefault("beta1", 0.9)
     config.setdefault("beta2", 0.999)
     config.setdefault("epsilon", 1e-8)
+    t = config.get("t", 0) + 1
     m = config.get("m", np.zeros_like(w))
     v = config.get("v", np.zeros_like(w))
-    t = config.get("t", 0) + 1
-    b1, b2 = config["beta1"], config["beta2"]
-    m = b1 * m + (1 - b1) * dw
-    v = b2 * v + (1 - b2) * dw**2
-    m_hat, v_hat = m / (1 - b1**t), v / (1 - b2**t)
+    next_w, m, v = kernels.adam_step(w, dw, m, v, config["learning_rate"], config["beta1"], config["beta2"],
+                                     config["epsilon"], t)
     config.update(m=m, v=v, t=t)
-    return w - config["learning_rate"] * m_hat / (np.sqrt(v_hat) + config["epsilon"]), config
+    return next_w, config
 
 
 RULES = {"sgd": sgd, "sgd_momentum": sgd_momentum, "rmsprop": rmsprop, "adam": adam}

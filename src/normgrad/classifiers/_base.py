@@ -92,7 +92,8 @@ class Classifier:
         affine layer (layer k, whose ``cache`` made the scores).
         Returns (loss, grads with W{k} and b{k}, gradient into layer k's input)."""
         loss, dscores = L.softmax_loss(scores, y)
-        loss += 0.5 * self.reg * sum(float(np.sum(self.params[f"W{i}"] ** 2)) for i in range(1, k + 1))
+        if self.reg:
+            loss += 0.5 * self.reg * sum(float(np.vdot(w, w)) for w in (self.params[f"W{i}"] for i in range(1, k + 1)))
         grads = {}
         dh, dw, grads[f"b{k}"] = L.affine_backward(dscores, cache)
         grads[f"W{k}"] = dw + self.reg * self.params[f"W{k}"]

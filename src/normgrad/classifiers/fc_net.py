@@ -80,7 +80,7 @@ class FullyConnectedNet(Classifier):
             if self.use_dropout:
                 param = self.dropout_param
                 if mode == "train" and "seed" not in param and self.rng is not None:
-                    param = dict(param, seed=int(self.rng.integers(2**32)))
+                    param = dict(param, generator=self.rng)
                 h, drop_cache = L.dropout_forward(h, param)
             caches.append((fc_cache, norm_cache, relu_cache, drop_cache))
         n = self.num_layers

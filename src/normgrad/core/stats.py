@@ -36,17 +36,22 @@ class NormStats(NamedTuple):
         return cls(mean, var, 1.0 / np.sqrt(var + eps))
 
 
-def center(x: np.ndarray, mean: np.ndarray) -> np.ndarray:
-    """x - mean in x's dtype, with the float64 ``mean`` applied in two pieces.
+def split_mean(mean: np.ndarray, dtype) -> tuple[np.ndarray, np.ndarray]:
+    """The float64 ``mean`` as hi + lo, both in ``dtype``: hi is the mean rounded to
+    ``dtype``, lo the rounding error. x - hi is exact when x is near the mean, so
+    (x - hi) - lo is x - mean to the precision of the result."""
+    hi = mean.astype(dtype)
+    return hi, (mean - hi).astype(dtype)
 
-    ``hi`` is the mean rounded to x's dtype and ``lo`` the rounding error, so the
-    result is as accurate as if the subtraction were done in float64. Returns a
-    new array; ``x`` is not modified.
-    """
-    hi = mean.astype(x.dtype)
+
+def center(x: np.ndarray, mean: np.ndarray) -> np.ndarray:
+    """x - mean in x's dtype, with the float64 ``mean`` applied in two pieces
+    (``split_mean``), as accurate as if the subtraction were done in float64.
+    Returns a new array; ``x`` is not modified."""
+    hi, lo = split_mean(mean, x.dtype)
     xmu = np.subtract(x, hi, dtype=x.dtype)
     if x.dtype != np.float64:
-        xmu -= (mean - hi).astype(x.dtype)
+        xmu -= lo
     return xmu
 
 

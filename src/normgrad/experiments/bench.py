@@ -1,31 +1,30 @@
-"""``normgrad bench``: batch norm forward + backward, every implementation side by side.
+"""``normgrad bench``: every norm's kernels against PyTorch and against the machine's memory.
 
-Implementations, timed interleaved in one run (each repeat calls each of them once,
-so drifts in machine load hit all alike), after a warm-up, reporting medians:
+In one run, on this machine:
 
-- numpy staged / numpy closed: ``normgrad.functional`` (readable NumPy, 1 thread)
-- fused 1t / 2t: ``normgrad.kernels`` (Numba) at 1 and 2 threads
-- torch 1t / 2t: ``F.batch_norm`` + autograd, when PyTorch is installed
-- copy 1t / 2t: a memory copy of x, the bandwidth reference
+1. the memory bandwidth (``bandwidth``: STREAM-style copy and triad, arrays far larger
+   than the last-level cache, best of several, 1 and 2 threads);
+2. every norm's fused forward + backward against PyTorch's, float32 and float64, 1 and 2
+   threads (``bench_kernels``), with the fraction of the bandwidth roofline reached;
+3. the readable NumPy backward: staged against closed form;
+4. the first-call compile cost of the kernels and the float32 error at a large mean;
+5. one training step of the demo's MLP against the same model in PyTorch;
+6. SyncBatchNorm over 2 processes (``bench_sync``), when PyTorch is installed.
 
-Then, with PyTorch installed: SyncBatchNorm on 2 local processes against plain
-batch norm on the same shard, and the all-reduce calls per step (``bench_sync``).
-
-Effective bandwidth counts the five arrays a forward + backward must move (read x,
-write y; read x and dy, write dx). "of copy" is that bandwidth over the copy's
-(two arrays) at the same thread count.
+Freed memory is kept for reuse (``mallopt``) for the whole run: a fresh allocation of a
+large array costs page faults, zeroing it, which would swamp the kernels' own time on
+both sides and depends on the allocator's history. The timings are steady-state ones.
 """
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import platform
 import subprocess
 import sys
 import tempfile
-import time
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -33,23 +32,20 @@ import numpy as np
 from .. import functional as F
 from .. import kernels
 from .._io import atomic_write
+from . import bandwidth
+from .bench_kernels import CASES, QUICK_CASES, set_threads, time_case
 from .gradchecks import large_mean_case
-from .timing import time_interleaved
-
-SHAPES = [(256, 1024), (4096, 1024), (65536, 256), (64, 64, 32, 32)]
-QUICK_SHAPES = [(256, 1024), (8, 16, 8, 8)]
+from .timing import time_blocks
 
 
-@dataclass
-class Row:
-    shape: tuple[int, ...]
-    dtype: str
-    impl: str
-    threads: int
-    ms: float
-    gbps: float
-    vs_torch: float | None = None  # time / torch's time at the same thread count
-    of_copy: float | None = None  # effective bandwidth / copy bandwidth, same threads
+def keep_freed_memory() -> bool:
+    """glibc: serve large allocations from the heap and never give it back (no page
+    faults for reallocated arrays). False where that cannot be set."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        return bool(libc.mallopt(-3, 1 << 30) and libc.mallopt(-1, (1 << 31) - 1))  # M_MMAP_, M_TRIM_THRESHOLD
+    except (OSError, AttributeError):
+        return False
 
 
 def _torch():
@@ -60,121 +56,31 @@ def _torch():
     return torch
 
 
-def _set_threads(n: int, torch) -> None:
-    import numba
-
-    numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
-    if torch is not None:
-        torch.set_num_threads(n)
-
-
-def _parallel_copy():
-    from numba import njit, prange
-
-    @njit(parallel=True, cache=False)
-    def copy(src, dst):
-        a, b = src.reshape(-1), dst.reshape(-1)
-        n = a.size
-        chunks = 64
-        for k in prange(chunks):
-            for i in range(k * n // chunks, (k + 1) * n // chunks):
-                b[i] = a[i]
-
-    return copy
-
-
-def _implementations(x: np.ndarray, torch) -> dict[str, tuple[int, callable]]:
-    """name -> (threads, one forward + backward)."""
+def functional_backward_ms(shape, dtype) -> dict[str, float]:
+    """Median ms of the staged and the closed-form NumPy backward of batch norm (1 thread of NumPy)."""
     rng = np.random.default_rng(0)
-    C = x.shape[1]
-    gamma, beta = rng.normal(1, 0.1, C).astype(x.dtype), rng.normal(0, 0.1, C).astype(x.dtype)
-    dy = rng.standard_normal(x.shape).astype(x.dtype)
-    y, dx = np.empty_like(x), np.empty_like(x)
-    impls: dict[str, tuple[int, callable]] = {}
-    if x.ndim == 2:
-        def staged():
-            F.batchnorm_backward(dy, F.batchnorm_forward(x, gamma, beta, {"mode": "train"})[1])
-
-        def closed():
-            F.batchnorm_backward_alt(dy, F.batchnorm_forward(x, gamma, beta, {"mode": "train"})[1])
-
-        impls["numpy staged"] = (1, staged)
-    else:
-        def closed():
-            F.spatial_batchnorm_backward(dy, F.spatial_batchnorm_forward(x, gamma, beta, {"mode": "train"})[1])
-    impls["numpy closed"] = (1, closed)
-
-    def fused():
-        _, stats = kernels.batchnorm_forward(x, gamma, beta, training=True, out=y)
-        kernels.batchnorm_backward(dy, x, gamma, stats, out=dx)
-
-    impls["fused 1t"] = (1, fused)
-    impls["fused 2t"] = (2, fused)
-    if torch is not None:
-        xt = torch.from_numpy(x).requires_grad_(True)
-        gt, bt = torch.from_numpy(gamma).requires_grad_(True), torch.from_numpy(beta).requires_grad_(True)
-        dyt = torch.from_numpy(dy)
-
-        def torch_bn():
-            xt.grad = gt.grad = bt.grad = None
-            torch.nn.functional.batch_norm(xt, None, None, gt, bt, training=True).backward(dyt)
-
-        impls["torch 1t"] = (1, torch_bn)
-        impls["torch 2t"] = (2, torch_bn)
-    copy2 = _parallel_copy()
-    impls["copy 1t"] = (1, lambda: np.copyto(y, x))
-    impls["copy 2t"] = (2, lambda: copy2(x, y))
-    return impls
-
-
-def time_shape(shape, dtype, torch, budget_s: float = 0.6, max_repeats: int = 15) -> list[Row]:
-    """Median time of each implementation for one shape and dtype, interleaved."""
-    x = np.random.default_rng(1).normal(3.0, 2.0, shape).astype(dtype)
-    impls = _implementations(x, torch)
-    warm = {}
-    for name, (threads, fn) in impls.items():
-        _set_threads(threads, torch)
-        fn()
-        t = time.perf_counter()
-        fn()
-        warm[name] = time.perf_counter() - t
-    repeats = int(np.clip(budget_s / max(warm.values()), 3, max_repeats))
-    times: dict[str, list[float]] = {name: [] for name in impls}
-    for _ in range(repeats):
-        for name, (threads, fn) in impls.items():
-            _set_threads(threads, torch)
-            t = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - t)
-    moved = 5 * x.nbytes
-    rows = []
-    med = {name: float(np.median(ts)) for name, ts in times.items()}
-    for name, (threads, _) in impls.items():
-        ms = med[name] * 1e3
-        rows.append(Row(tuple(shape), np.dtype(dtype).name, name, threads, ms, moved / med[name] / 1e9))
-    for row in rows:
-        if row.impl.startswith("copy"):
-            row.gbps = 2 * x.nbytes / med[row.impl] / 1e9
-            continue
-        torch_name = f"torch {row.threads}t"
-        if torch_name in med and not row.impl.startswith("torch"):
-            row.vs_torch = med[row.impl] / med[torch_name]
-        copy_gbps = 2 * x.nbytes / med[f"copy {row.threads}t"] / 1e9
-        row.of_copy = row.gbps / copy_gbps
-    return rows
+    x = rng.normal(3, 2, shape).astype(dtype)
+    gamma, beta = rng.normal(1, 0.1, shape[1]).astype(dtype), np.zeros(shape[1], dtype)
+    dy = rng.standard_normal(shape).astype(dtype)
+    _, cache = F.batchnorm_forward(x, gamma, beta, {"mode": "train"})
+    return time_blocks({"staged": lambda: F.batchnorm_backward(dy, cache),
+                        "closed": lambda: F.batchnorm_backward_alt(dy, cache)}, rounds=5, settle_s=0.02)
 
 
 def compile_cost() -> dict[str, float]:
-    """First-call seconds of the fused kernels (both dtypes) in a fresh process:
-    with an empty Numba cache (compiling) and then with that cache filled."""
+    """First-call seconds of the fused kernels (batch and layer norm, both dtypes, small
+    and large inputs) in a fresh process: with an empty Numba cache, then with it filled."""
     code = (
         "import time, numpy as np\n"
         "t = time.perf_counter()\n"
         "from normgrad import kernels\n"
         "for dt in (np.float32, np.float64):\n"
-        "    x = np.ones((8, 4), dt); x[0] = 2\n"
-        "    y, stats = kernels.batchnorm_forward(x, np.ones(4), np.zeros(4), training=True)\n"
-        "    kernels.batchnorm_backward(x, x, np.ones(4), stats)\n"
+        "    for n in (8, 4096):\n"
+        "        x = np.random.default_rng(0).normal(size=(n, 64)).astype(dt)\n"
+        "        y, stats = kernels.batchnorm_forward(x, np.ones(64), np.zeros(64), training=True)\n"
+        "        kernels.batchnorm_backward(x, x, np.ones(64), stats)\n"
+        "        y, stats = kernels.layernorm_forward(x, np.ones(64), np.zeros(64))\n"
+        "        kernels.layernorm_backward(x, x, np.ones(64), stats)\n"
         "print(time.perf_counter() - t)\n"
     )
     result = {}
@@ -188,7 +94,7 @@ def compile_cost() -> dict[str, float]:
 
 
 def large_mean_errors(torch, n: int = 65536, d: int = 64) -> dict[str, float]:
-    """Max |out - float64 reference| for float32 data with mean 1e4, std 1."""
+    """Max |out - float64 reference| of batch norm for float32 data with mean 1e4, std 1."""
     x, gamma, beta, ref = large_mean_case(n, d, 1e4, seed=2)
     outs = {
         "numpy (functional)": F.batchnorm_forward(x, gamma, beta, {"mode": "train"})[0],
@@ -202,10 +108,10 @@ def large_mean_errors(torch, n: int = 65536, d: int = 64) -> dict[str, float]:
 
 
 def train_step_times(torch, normalization: str = "batchnorm", batch: int = 50, hidden=(256,) * 7,
-                     input_dim: int = 40, classes: int = 10, repeats: int = 200) -> dict[str, float]:
+                     input_dim: int = 40, classes: int = 10, rounds: int = 7) -> dict[str, float]:
     """Median ms of one training step of the demo's MLP (forward, backward, Adam update):
-    ``FullyConnectedNet`` + ``Solver``'s update vs the same layers in PyTorch, float32,
-    both at the machine's thread count. Interleaved, after a warm-up."""
+    ``FullyConnectedNet`` + ``optim.adam`` vs the same layers in PyTorch, float32, both
+    at the machine's thread count, in blocks (``timing.time_blocks``)."""
     from .. import optim
     from ..classifiers import FullyConnectedNet
 
@@ -237,7 +143,7 @@ def train_step_times(torch, normalization: str = "batchnorm", batch: int = 50, h
             opt.step()
 
         steps["torch"] = theirs
-    return time_interleaved(steps, repeats, warmup=10)
+    return time_blocks(steps, rounds=rounds, block_s=0.1, settle_s=0.3)
 
 
 def machine() -> dict[str, str]:
@@ -252,86 +158,65 @@ def machine() -> dict[str, str]:
                 break
     except OSError:
         pass
-    return {"cpu": cpu, "cores": str(os.cpu_count()), "python": platform.python_version(),
-            "numpy": np.__version__, "numba": numba.__version__,
+    return {"cpu": cpu, "cores": str(os.cpu_count()), "last-level cache": f"{bandwidth.last_level_cache_bytes() >> 20} MiB",
+            "python": platform.python_version(), "numpy": np.__version__, "numba": numba.__version__,
             "torch": torch.__version__ if torch else "not installed", "kernels": kernels.backend()}
 
 
 def run(console, quick: bool = False, json_path: Path | None = None) -> int:
-    from rich.table import Table
+    from . import bench_report as report
 
     if kernels.backend() != "numba":
         console.print("[red]the fused kernels need Numba (and NORMGRAD_KERNELS not set to numpy)[/]")
         return 2
+    steady = keep_freed_memory()
     torch = _torch()
-    shapes, dtypes = (QUICK_SHAPES, [np.float32]) if quick else (SHAPES, [np.float32, np.float64])
     info = machine()
     console.print("machine: " + ", ".join(f"{k} {v}" for k, v in info.items()))
-    rows: list[Row] = []
+    bw = bandwidth.measure(nbytes=64 << 20 if quick else None, repeats=2 if quick else 5)
+    report.bandwidth_table(console, bw)
+    cases, dtypes = (QUICK_CASES, [np.float32]) if quick else (CASES, [np.float32, np.float64])
     from rich.progress import Progress
 
+    rows = []
     with Progress(console=console, transient=True) as progress:
-        task = progress.add_task("timing", total=len(shapes) * len(dtypes))
+        task = progress.add_task("timing", total=len(cases) * len(dtypes))
         for dtype in dtypes:
-            for shape in shapes:
-                progress.update(task, description=f"timing {shape} {np.dtype(dtype).name}")
-                rows += time_shape(shape, dtype, torch, budget_s=0.15 if quick else 0.6)
+            for case in cases:
+                progress.update(task, description=f"timing {case.label} {np.dtype(dtype).name}")
+                rows.append(time_case(case, dtype, torch, bw, rounds=3 if quick else 5))
                 progress.advance(task)
-    _set_threads(os.cpu_count() or 1, torch)
-
-    table = Table(title="batch norm forward + backward (median ms; GB/s counts 5 arrays)")
-    for col in ("shape", "dtype", "implementation", "ms", "GB/s", "vs torch", "of copy"):
-        table.add_column(col, justify="left" if col in ("shape", "dtype", "implementation") else "right")
-    for r in rows:
-        table.add_row(str(r.shape), r.dtype, r.impl, f"{r.ms:.3f}", f"{r.gbps:.1f}",
-                      "" if r.vs_torch is None else f"{r.vs_torch:.2f}x",
-                      "" if r.of_copy is None else f"{r.of_copy:.0%}")
-    console.print(table)
-
+    set_threads(os.cpu_count() or 1, torch)
+    report.kernel_table(console, rows)
+    numpy_rows = {f"{'x'.join(map(str, s))} {np.dtype(d).name}": functional_backward_ms(s, d)
+                  for s, d in ([((256, 64), np.float32)] if quick else
+                               [((4096, 1024), np.float32), ((100, 500), np.float64)])}
+    report.numpy_table(console, numpy_rows)
     compile_s = {} if quick else compile_cost()
     errors = large_mean_errors(torch, n=4096 if quick else 65536)
     for label, secs in compile_s.items():
         console.print(f"fused kernels, {label}: {secs:.2f}")
     console.print("float32 error at mean 1e4, std 1 (max |out - float64 reference|): "
                   + ", ".join(f"{k} {v:.2e}" for k, v in errors.items()))
-    step_ms = {norm or "none": train_step_times(torch, norm, repeats=20 if quick else 200)
+    step_ms = {norm or "none": train_step_times(torch, norm, rounds=2 if quick else 7)
                for norm in ("batchnorm", "layernorm", None)}
-    table = Table(title="one training step of the demo MLP (8 layers, 256 wide, batch 50, float32, Adam; median ms)")
-    for col in ("normalization", "normgrad", "torch", "normgrad / torch"):
-        table.add_column(col, justify="left" if col == "normalization" else "right")
-    for norm, ms in step_ms.items():
-        ratio = f"{ms['normgrad'] / ms['torch']:.2f}x" if "torch" in ms else ""
-        table.add_row(norm, f"{ms['normgrad']:.3f}", f"{ms.get('torch', float('nan')):.3f}", ratio)
-    console.print(table)
+    report.step_table(console, step_ms)
     sync = _sync_table(console, quick) if torch is not None else []
     if json_path is not None:
-        report = {"machine": info, "results": [asdict(r) for r in rows], "compile_seconds": compile_s,
-                  "float32_large_mean_error": errors, "train_step_ms": step_ms, "sync_batchnorm": sync}
-        atomic_write(json_path, lambda tmp: tmp.write_text(json.dumps(report, indent=2)))
+        result = {"machine": info, "steady_state_allocations": steady, "bandwidth_gbps": bw, "kernels": rows,
+                  "numpy_backward_ms": numpy_rows, "compile_seconds": compile_s, "float32_large_mean_error": errors,
+                  "train_step_ms": step_ms, "sync_batchnorm": sync}
+        atomic_write(json_path, lambda tmp: tmp.write_text(json.dumps(result, indent=2)))
         console.print(f"wrote {json_path}")
     return 0
 
 
 def _sync_table(console, quick: bool) -> list[dict]:
     """SyncBatchNorm over 2 local processes vs plain batch norm on the same shard."""
+    from . import bench_report as report
     from .bench_sync import sync_rows
 
     with console.status("timing SyncBatchNorm on 2 processes (gloo, 127.0.0.1)"):
         rows = sync_rows(2, quick)
-    print_sync_table(console, rows)
+    report.sync_table(console, rows)
     return rows
-
-
-def print_sync_table(console, rows: list[dict]) -> None:
-    from rich.table import Table
-
-    table = Table(title="SyncBatchNorm on 2 processes x 1 thread, each with half the batch; float32 forward + "
-                        "backward, median ms. sync, plain: on rank 0's half; 2 AR: the two bare all-reduces; "
-                        "ratio: sync / plain; 1p: the whole batch in one process, 2 threads (normgrad, torch)")
-    for col in ("batch", "sync", "plain", "ratio", "2 AR", "AR/step", "1p ng", "1p torch"):
-        table.add_column(col, justify="left" if col == "batch" else "right")
-    for r in rows:
-        table.add_row("x".join(map(str, r["shape"])), f"{r['sync_ms']:.2f}", f"{r['plain_ms']:.2f}",
-                      f"{r['sync_ms'] / r['plain_ms']:.2f}x", f"{r['allreduce_ms']:.2f}", str(r["allreduce_calls"]),
-                      f"{r['whole_batch_normgrad_ms']:.2f}", f"{r['whole_batch_torch_ms']:.2f}")
-    console.print(table)

@@ -72,8 +72,9 @@ def dropout_forward(x, dropout_param):
     - dropout_param: dict with p (keep probability, in (0, 1]), mode ('train'/'test'),
       and optional seed: the mask is then the same on every call (for gradient checks),
       drawn as ``np.random.seed(seed); np.random.rand(*x.shape)`` would draw it, without
-      touching NumPy's global generator. Without a seed the mask comes from NumPy's
-      global generator, so ``np.random.seed`` makes a run reproducible.
+      touching NumPy's global generator. Without a seed the mask comes from
+      ``dropout_param['generator']`` (normgrad's own key: a np.random.Generator), else
+      from NumPy's global generator, so ``np.random.seed`` makes a run reproducible.
     Returns (out, cache).
     """
     x = v.float_array("x", x)
@@ -83,10 +84,15 @@ def dropout_forward(x, dropout_param):
     mode = v.mode_value(dropout_param, "dropout_param")
     mask = None
     if mode == "train" and p < 1.0:
-        seed = dropout_param.get("seed")
-        draw = np.random.rand if seed is None else np.random.RandomState(seed).rand
-        mask = (draw(*x.shape) < p) / p
-        out = x * mask.astype(x.dtype)
+        seed, generator = dropout_param.get("seed"), dropout_param.get("generator")
+        if seed is not None:
+            uniform = np.random.RandomState(seed).rand(*x.shape)
+        elif generator is not None:
+            uniform = generator.random(x.shape, dtype=x.dtype if x.dtype == np.float32 else np.float64)
+        else:
+            uniform = np.random.rand(*x.shape)
+        mask = (uniform < p).astype(x.dtype) / np.asarray(p, x.dtype)
+        out = x * mask
     else:
         out = x
     return out, (dropout_param, mask)
@@ -94,7 +100,7 @@ def dropout_forward(x, dropout_param):
 
 def dropout_backward(dout, cache):
     _, mask = cache
-    return dout if mask is None else dout * mask.astype(dout.dtype)
+    return dout if mask is None else dout * mask
 
 
 # ----------------------------------------------------------------------------- loss

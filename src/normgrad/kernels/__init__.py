@@ -1,18 +1,18 @@
 """Fused normalization kernels: the fast path, chosen automatically.
 
-Numba kernels (parallel, compiled on first use and cached on disk) when Numba
-is installed; otherwise, or when forced, the same kernels in NumPy. Force the
-NumPy path with the environment variable ``NORMGRAD_KERNELS=numpy`` or
-``use_numpy(True)``; ``backend()`` says which is in use.
+Numba kernels (compiled on first use and cached on disk) when Numba is installed;
+otherwise, or when forced, the same kernels in NumPy. Force the NumPy path with the
+environment variable ``NORMGRAD_KERNELS=numpy`` or ``use_numpy(True)``;
+``backend()`` says which is in use.
 
 Every norm is read from its ``NormSpec`` (``normgrad.core.specs``): statistics
 across the batch (batch norm) run on the *channel* kernels over x viewed as
-(N, C, L); statistics per sample (layer, group norm) on the *row* kernels over
-x viewed as (N, C, L) with G groups. The functions keep x's dtype (float32 stays
-float32; statistics are accumulated in float64) and keep no array of x's size
-between forward and backward: a training forward returns ``NormStats`` (mean,
-biased var, invstd; float64, (C,) or (N, G)) and the backward recomputes xhat
-from x.
+(N, C, L); statistics per sample (layer, group norm) on the *row* kernels over x
+viewed as (N*G, C/G, L) (see ``_numba.py``). The functions keep x's dtype (float32
+stays float32, elementwise work too; statistics are accumulated in float64) and keep
+no array of x's size between forward and backward: a training forward returns
+``NormStats`` (mean, biased var, invstd; float64, (C,) or (N, G)) and the backward
+recomputes xhat from x.
 
 Checks: every function checks shapes, dtypes and eps like ``normgrad.functional``.
 NaN/Inf are caught where a function reduces over its input (the forwards,
@@ -33,13 +33,24 @@ import numpy as np
 
 from ..core import validate as v
 from ..core.specs import BATCH, GROUP, LAYER, NormSpec
-from ..core.stats import NormStats
+from ..core.stats import NormStats, split_mean
+from . import _checks as check
 from . import _numpy
 
 try:
     from . import _numba
-except ImportError:  # Numba not installed: the NumPy path only
+    from ._fpmode import flushing_denormals, set_flush_denormal
+except ImportError:  # Numba not installed: the NumPy path only, and no switch for subnormals
+    import contextlib
+
     _numba = None
+
+    def set_flush_denormal(enabled: bool) -> bool:
+        """Needs Numba: does nothing and returns False here."""
+        return False
+
+    def flushing_denormals():
+        return contextlib.nullcontext(False)
 
 _force_numpy = os.environ.get("NORMGRAD_KERNELS", "").lower() == "numpy"
 
@@ -55,97 +66,29 @@ def backend() -> str:
     return "numpy" if _force_numpy or _numba is None else "numba"
 
 
-def _impl():
-    return _numpy if backend() == "numpy" else _numba
+# Calls on fewer elements than these run the serial variant on the calling thread, in
+# one chunk: a parallel region costs more than it saves there, and in a training loop
+# the OpenMP workers and BLAS's threads spin-wait after each call and fight over the
+# cores. Measured on a 2-core machine with benchmarks/threshold.py: the parallel
+# variants win from about 2**17 elements (batch norm) and 2**15 (layer norm) when timed
+# alone; the thresholds sit a little higher, for the spin-waits of a real training loop.
+PARALLEL_MIN_SIZE = {"channel": 1 << 17, "row": 1 << 16}
+NCHUNKS = 16  # work items of a parallel loop: fixed, so sums do not depend on the thread count
 
 
-# Below this many elements a parallel region costs more than it saves; worse, in a
-# training loop the OpenMP workers and BLAS's threads spin-wait for work after each
-# call and fight over the cores, which made a (100, 128) batch norm 70x slower
-# between two matmuls on a 2-core machine. Small calls run on the calling thread.
-PARALLEL_MIN_SIZE = 1 << 18
-
-
-def _call(name: str, size: int, *args):
-    """Run kernel ``name`` of the active backend, on one thread when ``size`` is small."""
-    impl = _impl()
-    kernel = getattr(impl, name)
-    if impl is _numpy or size >= PARALLEL_MIN_SIZE:
-        return kernel(*args)
-    import numba
-
-    threads = numba.get_num_threads()
-    numba.set_num_threads(1)
-    try:
-        return kernel(*args)
-    finally:
-        numba.set_num_threads(threads)
-
-
-def _nchunks(n: int) -> int:
-    """Work items per parallel loop: fixed for a given n, so results do not depend
-    on the thread count (sums are added in the same order)."""
-    return max(1, min(n, 16))
-
-
-def _input(x, min_ndim: int, name: str = "x") -> np.ndarray:
-    """A non-empty float32/64 C-contiguous array. NaN/Inf are caught by ``_finite_after``."""
-    x = v.float_array(name, x)
-    if x.ndim < min_ndim:
-        raise ValueError(f"{name} must have at least {min_ndim} dimensions, got shape {x.shape}")
-    if x.size == 0:
-        raise ValueError(f"{name} must not be empty, got shape {x.shape}")
-    return np.ascontiguousarray(x)
-
-
-def _finite_after(results, *inputs) -> None:
-    """NaN/Inf checks without an extra pass over the data.
-
-    Every kernel reduces over all of its inputs, and a NaN or Inf anywhere makes
-    those sums non-finite: only then are the inputs scanned, to say where.
-    ``inputs`` are (name, array) pairs.
-    """
-    if all(np.isfinite(r).all() for r in results):
-        return
-    for name, a in inputs:
-        v.finite(name, a)
-    raise v.NonFiniteError("the statistics overflow float64: rescale the input")
-
-
-def _channel_vector(name, a, C) -> np.ndarray:
-    return np.ascontiguousarray(v.param_vector(name, a, ((C,),)), dtype=np.float64)
-
-
-def _output(out, like: np.ndarray, name: str = "out") -> np.ndarray:
-    if out is None:
-        return np.empty_like(like)
-    if not isinstance(out, np.ndarray) or out.shape != like.shape or out.dtype != like.dtype:
-        raise ValueError(f"{name} must be an array of shape {like.shape} and dtype {like.dtype}")
-    if not out.flags.c_contiguous or not out.flags.writeable:
-        raise ValueError(f"{name} must be C-contiguous and writable")
-    return out
-
-
-def _upstream(dy, x):
-    dy = v.float_array("dy", dy)
-    if dy.shape != x.shape:
-        raise ValueError(f"dy must have x's shape {x.shape}, got {dy.shape}")
-    return np.ascontiguousarray(dy, dtype=x.dtype)
-
-
-def _stats(stats, shape: tuple[int, ...]) -> NormStats:
-    """The backward's NormStats, each field float64 of ``shape``."""
-    if not isinstance(stats, tuple) or len(stats) != 3:
-        raise TypeError(f"stats must be the NormStats (mean, var, invstd) the forward returned, got "
-                        f"{type(stats).__name__}")
-    return NormStats(*(np.ascontiguousarray(v.param_vector(name, a, (shape,)), dtype=np.float64)
-                       for name, a in zip(NormStats._fields, stats)))
+def _kernel(name: str, size: int):
+    """(kernel, chunks) for ``name`` on ``size`` elements. The choice depends on the size
+    only, never on the thread count, so a result is the same on 1 thread or 32."""
+    parallel = size >= PARALLEL_MIN_SIZE[name.split("_", 1)[0]]
+    if _force_numpy or _numba is None:
+        return getattr(_numpy, name), NCHUNKS
+    return ((_numba.PARALLEL[name], NCHUNKS) if parallel else (_numba.SERIAL[name], 1))
 
 
 def _as3d(spec: NormSpec, a: np.ndarray, G: int | None = None) -> np.ndarray:
-    """The spec's (N, G, K, L) view with the channels merged: (N, C, L)."""
+    """The spec's (N, G, K, L) view as (N, G*K, L) for the channel kernels, (N*G, K, L) for the row ones."""
     N, groups, K, L = spec.view(a.shape, G)
-    return a.reshape(N, groups * K, L)
+    return a.reshape(N, groups * K, L) if spec.across == "batch" else a.reshape(N * groups, K, L)
 
 
 # ----------------------------------------------------------------------------- any norm
@@ -162,38 +105,49 @@ def norm_forward(spec: NormSpec, x, gamma, beta, *, G: int | None = None, eps: f
     Returns y (x's shape and dtype) and the NormStats used: (C,) fields for
     batch statistics, (N, G) per sample.
     """
-    x = _input(x, 1 if spec.features_last else 2)
+    x = check.data(x, 1 if spec.features_last else 2)
     C = spec.channels(x.shape)
-    gamma, beta = _channel_vector("gamma", gamma, C), _channel_vector("beta", beta, C)
+    gamma, beta = check.vector("gamma", gamma, C), check.vector("beta", beta, C)
     eps = v.eps_value(eps, x.dtype)
-    y = _output(out, x)
+    y = check.output(out, x)
     if spec.across == "batch":
         return y, _batch_forward(x, gamma, beta, eps, running, y)
     groups = spec.num_groups(C, G)
-    N = spec.view(x.shape, groups)[0]
-    mean, var, invstd = np.empty((N, groups)), np.empty((N, groups)), np.empty((N, groups))
-    _call("row_forward", x.size, _as3d(spec, x, groups), gamma, beta, groups, eps, _as3d(spec, y, groups),
-          mean, var, invstd)
-    _finite_after((mean, var), ("x", x))
-    return y, NormStats(mean, var, invstd)
+    x3 = _as3d(spec, x, groups)
+    R = x3.shape[0]
+    mean, var, invstd = np.empty(R), np.empty(R), np.empty(R)
+    kernel, chunks = _kernel("row_forward", x.size)
+    kernel(x3, gamma.astype(x.dtype), beta.astype(x.dtype), groups, eps, spec.centered, _as3d(spec, y, groups), mean,
+           var, invstd, chunks)
+    check.finite_after((mean, var), ("x", x))
+    shape = (R // groups, groups)
+    return y, NormStats(mean.reshape(shape), var.reshape(shape), invstd.reshape(shape))
 
 
 def _batch_forward(x, gamma, beta, eps, running, y) -> NormStats:
     C = x.shape[1]
-    x3 = _as3d(BATCH, x)
+    x3 = x.reshape(x.shape[0], C, -1)
     if running is None:
         v.enough_values(x.size // C, f"input of shape {x.shape}")
-        mean, var = _call("channel_stats", x.size, x3, _nchunks(x3.shape[0]))
-        _finite_after((mean, var), ("x", x))
-        stats = NormStats.of(mean, var, eps)
-    else:
-        running_var = _channel_vector("running_var", running[1], C)
-        if (running_var < 0).any():
-            raise ValueError("running_var must be >= 0 everywhere")
-        stats = NormStats.of(_channel_vector("running_mean", running[0], C), running_var, eps)
-        v.finite("x", x)  # no reduction in this mode to catch it
-    _call("channel_affine", x.size, x3, stats.mean, stats.invstd, gamma, beta, _as3d(BATCH, y), _nchunks(x3.shape[0]))
+        kernel, chunks = _kernel("channel_forward", x.size)
+        mean, var, invstd = kernel(x3, gamma, beta, eps, y.reshape(x3.shape), chunks)
+        check.finite_after((mean, var), ("x", x))
+        return NormStats(mean, var, invstd)
+    running_var = check.vector("running_var", running[1], C)
+    if (running_var < 0).any():
+        raise ValueError("running_var must be >= 0 everywhere")
+    stats = NormStats.of(check.vector("running_mean", running[0], C), running_var, eps)
+    v.finite("x", x)  # no reduction in this mode to catch it
+    _normalize(x, stats.mean, stats.invstd, gamma, beta, y)
     return stats
+
+
+def _normalize(x, mean, invstd, gamma, beta, y) -> None:
+    """y = (x - mean) * invstd * gamma + beta per channel, elementwise in x's dtype."""
+    hi, lo = split_mean(mean, x.dtype)
+    x3 = x.reshape(x.shape[0], x.shape[1], -1)
+    kernel, chunks = _kernel("channel_affine", x.size)
+    kernel(x3, hi, lo, (invstd * gamma).astype(x.dtype), beta.astype(x.dtype), y.reshape(x3.shape), chunks)
 
 
 def norm_backward(spec: NormSpec, dy, x, gamma, stats, *, G: int | None = None, batch_stats: bool = True,
@@ -204,24 +158,46 @@ def norm_backward(spec: NormSpec, dy, x, gamma, stats, *, G: int | None = None, 
     mode). Returns (dx, dgamma, dbeta): dx in x's shape and dtype, the others (C,)
     float64.
     """
-    x = _input(x, 1 if spec.features_last else 2)
-    dy = _upstream(dy, x)
+    x = check.data(x, 1 if spec.features_last else 2)
+    dy = check.upstream(dy, x)
     C = spec.channels(x.shape)
-    gamma = _channel_vector("gamma", gamma, C)
+    gamma = check.vector("gamma", gamma, C)
     if spec.across == "batch":
-        stats = _stats(stats, (C,))
-        sum_dy, sum_dy_xmu = batchnorm_grad_sums(dy, x, stats.mean)
-        paths = (sum_dy, sum_dy_xmu) if batch_stats else (np.zeros(C), np.zeros(C))
-        dx = _grad_input(dy, x, stats.mean, stats.invstd, gamma, *paths, x.size // C, out)
-        return dx, sum_dy_xmu * stats.invstd, sum_dy
+        stats = check.stats(stats, (C,))
+        dx = check.output(out, x)
+        x3 = x.reshape(x.shape[0], C, -1)
+        kernel, chunks = _kernel("channel_backward", x.size)
+        dgamma, dbeta = kernel(dy.reshape(x3.shape), x3, gamma, stats.mean, stats.invstd, bool(batch_stats),
+                               dx.reshape(x3.shape), chunks)
+        check.finite_after((dgamma, dbeta), ("dy", dy), ("x", x))
+        return dx, dgamma, dbeta
     groups = spec.num_groups(C, G)
-    N = spec.view(x.shape, groups)[0]
-    stats = _stats(stats, (N, groups))
-    dx = _output(out, x)
-    dgamma, dbeta = _call("row_backward", x.size, _as3d(spec, dy, groups), _as3d(spec, x, groups), gamma, groups,
-                          stats.mean, stats.invstd, _as3d(spec, dx, groups), _nchunks(N))
-    _finite_after((dgamma, dbeta), ("dy", dy), ("x", x))
+    x3 = _as3d(spec, x, groups)
+    stats = check.stats(stats, (x3.shape[0] // groups, groups))
+    dx = check.output(out, x)
+    kernel, chunks = _kernel("row_backward", x.size)
+    dgamma, dbeta = kernel(_as3d(spec, dy, groups), x3, gamma.astype(x.dtype), groups, spec.centered,
+                           stats.mean.reshape(-1), stats.invstd.reshape(-1), _as3d(spec, dx, groups), chunks)
+    check.finite_after((dgamma, dbeta), ("dy", dy), ("x", x))
     return dx, dgamma, dbeta
+
+
+def _grad_sums(dy, x, mean):
+    hi, lo = split_mean(mean, x.dtype)
+    kernel, chunks = _kernel("channel_grad_sums", x.size)
+    sums = kernel(_as3d(BATCH, dy), _as3d(BATCH, x), hi, lo, chunks)
+    check.finite_after(sums, ("dy", dy), ("x", x))
+    return sums
+
+
+def _grad_input(dy, x, mean, invstd, gamma, sum_dy, sum_dy_xmu, count, out):
+    """dx = gamma * invstd * (dy - sum_dy / count - (x - mean) * invstd**2 * sum_dy_xmu / count)."""
+    dx = check.output(out, x)
+    hi, lo = split_mean(mean, x.dtype)
+    coefs = [(gamma * invstd), sum_dy / count, sum_dy_xmu * invstd**2 / count]
+    kernel, chunks = _kernel("channel_grad_input", x.size)
+    kernel(_as3d(BATCH, dy), _as3d(BATCH, x), hi, lo, *(c.astype(x.dtype) for c in coefs), _as3d(BATCH, dx), chunks)
+    return dx
 
 
 # ----------------------------------------------------------------------------- batch norm
@@ -263,21 +239,21 @@ def batchnorm_backward(dy, x, gamma, stats, *, training: bool = True, out=None):
 def batchnorm_stats(x):
     """Per-channel mean and biased variance of x (N, C, *spatial) over N and the
     spatial axes: two (C,) float64 arrays, from x.size // C values each."""
-    x = _input(x, 2)
-    x3 = _as3d(BATCH, x)
-    mean, var = _call("channel_stats", x.size, x3, _nchunks(x3.shape[0]))
-    _finite_after((mean, var), ("x", x))
+    x = check.data(x, 2)
+    kernel, chunks = _kernel("channel_stats", x.size)
+    mean, var = kernel(_as3d(BATCH, x), chunks)
+    check.finite_after((mean, var), ("x", x))
     return mean, var
 
 
 def batchnorm_normalize(x, mean, invstd, gamma, beta, *, out=None):
     """y = (x - mean) * invstd * gamma + beta per channel; x (N, C, *spatial), the rest (C,)."""
-    x = _input(x, 2)
+    x = check.data(x, 2)
     C = x.shape[1]
-    vecs = [_channel_vector(n, a, C) for n, a in
-            (("mean", mean), ("invstd", invstd), ("gamma", gamma), ("beta", beta))]
-    y = _output(out, x)
-    _call("channel_affine", x.size, _as3d(BATCH, x), *vecs, _as3d(BATCH, y), _nchunks(x.shape[0]))
+    mean, invstd, gamma, beta = (check.vector(n, a, C) for n, a in
+                                 (("mean", mean), ("invstd", invstd), ("gamma", gamma), ("beta", beta)))
+    y = check.output(out, x)
+    _normalize(x, mean, invstd, gamma, beta, y)
     return y
 
 
@@ -286,20 +262,8 @@ def batchnorm_grad_sums(dy, x, mean):
 
     Summed over every process of a synchronized batch norm they are dbeta and
     dgamma / invstd of the whole batch."""
-    x = _input(x, 2)
-    dy = _upstream(dy, x)
-    mean = _channel_vector("mean", mean, x.shape[1])
-    sums = _call("channel_grad_sums", x.size, _as3d(BATCH, dy), _as3d(BATCH, x), mean, _nchunks(x.shape[0]))
-    _finite_after(sums, ("dy", dy), ("x", x))
-    return sums
-
-
-def _grad_input(dy, x, mean, invstd, gamma, sum_dy, sum_dy_xmu, count, out):
-    """dx = gamma * invstd * (dy - sum_dy / count - (x - mean) * invstd**2 * sum_dy_xmu / count)."""
-    dx = _output(out, x)
-    _call("channel_grad_input", x.size, _as3d(BATCH, dy), _as3d(BATCH, x), mean, gamma * invstd, sum_dy / count,
-          sum_dy_xmu * invstd**2 / count, _as3d(BATCH, dx), _nchunks(x.shape[0]))
-    return dx
+    x = check.data(x, 2)
+    return _grad_sums(check.upstream(dy, x), x, check.vector("mean", mean, x.shape[1]))
 
 
 def batchnorm_grad_input(dy, x, mean, invstd, gamma, sum_dy, sum_dy_xmu, count: int, *, out=None):
@@ -311,10 +275,10 @@ def batchnorm_grad_input(dy, x, mean, invstd, gamma, sum_dy, sum_dy_xmu, count: 
 
     x, dy: (N, C, *spatial); the rest (C,). Returns dx in x's shape and dtype.
     """
-    x = _input(x, 2)
+    x = check.data(x, 2)
     C = x.shape[1]
-    dy = _upstream(dy, x)
-    mean, invstd, gamma, sum_dy, sum_dy_xmu = (_channel_vector(n, a, C) for n, a in (
+    dy = check.upstream(dy, x)
+    mean, invstd, gamma, sum_dy, sum_dy_xmu = (check.vector(n, a, C) for n, a in (
         ("mean", mean), ("invstd", invstd), ("gamma", gamma), ("sum_dy", sum_dy), ("sum_dy_xmu", sum_dy_xmu)))
     count = v.integer_value("count", count)
     if count < 1:
@@ -352,7 +316,25 @@ def layernorm_backward(dy, x, gamma, stats, *, out=None):
     return norm_backward(LAYER, dy, x, gamma, stats, out=out)
 
 
+def adam_step(w, dw, m, v, learning_rate, beta1, beta2, epsilon, t):
+    """One Adam update in one pass over the arrays (``normgrad.optim.adam``'s fast path):
+    returns new (next_w, m, v) of w's shape and dtype; the inputs are not modified.
+    w, dw, m, v: arrays of one shape and float dtype; t: the update's number (from 1)."""
+    arrays = [np.ascontiguousarray(a, dtype=w.dtype).reshape(-1) for a in (w, dw, m, v)]
+    out = [np.empty_like(arrays[0]) for _ in range(3)]
+    if _force_numpy or _numba is None:
+        _numpy.adam_step(*arrays, learning_rate, beta1, beta2, epsilon, t, *out)
+    else:
+        scalar = w.dtype.type
+        _numba.adam_step(*arrays, scalar(beta1), scalar(beta2), scalar(epsilon), scalar(learning_rate / (1 - beta1**t)),
+                         scalar(1 / (1 - beta2**t)), np.finfo(w.dtype).tiny, *out)
+    return tuple(a.reshape(np.shape(w)) for a in out)
+
+
 __all__ = [
+    "adam_step",
+    "flushing_denormals",
+    "set_flush_denormal",
     "backend",
     "use_numpy",
     "NormStats",

@@ -3,7 +3,8 @@
 Used when Numba is missing or the NumPy path is forced; tested against the
 Numba kernels and a float64 reference. Statistics and the closed-form backward
 come from ``core.stats`` (float64 accumulation, two-piece centring, two-pass
-variance). x, y, dy, dx are (N, C, L) views.
+variance); elementwise work is in float64. Channel kernels take x as (N, C, L),
+row kernels as (R, K, L).
 """
 
 from __future__ import annotations
@@ -20,45 +21,84 @@ def channel_stats(x, nchunks):
     return mean.reshape(-1), var.reshape(-1)
 
 
-def _xmu(x, mean):
-    """x - mean in float64; mean broadcasts against x."""
-    return x.astype(np.float64) - mean
+def _xmu(x, hi, lo):
+    """x - (hi + lo) in float64; hi and lo broadcast against x."""
+    return x.astype(np.float64) - hi.astype(np.float64) - lo.astype(np.float64)
 
 
-def channel_affine(x, mean, invstd, gamma, beta, y, nchunks):
-    y[...] = _xmu(x, mean.reshape(_C)) * (invstd * gamma).reshape(_C) + beta.reshape(_C)
+def channel_affine(x, mean_hi, mean_lo, scale, shift, y, nchunks):
+    y[...] = _xmu(x, mean_hi.reshape(_C), mean_lo.reshape(_C)) * scale.reshape(_C) + shift.reshape(_C)
 
 
-def channel_grad_sums(dy, x, mean, nchunks):
+def channel_grad_sums(dy, x, mean_hi, mean_lo, nchunks):
     dy64 = dy.astype(np.float64)
-    return dy64.sum(axis=(0, 2)), (dy64 * _xmu(x, mean.reshape(_C))).sum(axis=(0, 2))
+    return dy64.sum(axis=(0, 2)), (dy64 * _xmu(x, mean_hi.reshape(_C), mean_lo.reshape(_C))).sum(axis=(0, 2))
 
 
-def channel_grad_input(dy, x, mean, scale, c1, c2, dx, nchunks):
-    xmu = _xmu(x, mean.reshape(_C))
-    dx[...] = scale.reshape(_C) * (dy.astype(np.float64) - c1.reshape(_C) - xmu * c2.reshape(_C))
+def channel_grad_input(dy, x, mean_hi, mean_lo, scale, c1, c2, dx, nchunks):
+    xmu = _xmu(x, mean_hi.reshape(_C), mean_lo.reshape(_C))
+    dx[...] = (dy.astype(np.float64) - c1.reshape(_C) - xmu * c2.reshape(_C)) * scale.reshape(_C)
 
 
-def _grouped(a, G):
-    """(N, C, L) viewed as (N, G, C/G, L)."""
-    N, C, L = a.shape
-    return a.reshape(N, G, C // G, L)
+def channel_forward(x, gamma, beta, eps, y, nchunks):
+    mean, var = channel_stats(x, nchunks)
+    invstd = 1.0 / np.sqrt(var + eps)
+    channel_affine(x, mean, np.zeros_like(mean), invstd * gamma, beta, y, nchunks)
+    return mean, var, invstd
 
 
-def row_forward(x, gamma, beta, G, eps, y, mean, var, invstd):
-    m, s2, _ = moments(_grouped(x, G), (2, 3))
-    mean[...], var[...] = m.reshape(mean.shape), s2.reshape(var.shape)
+def channel_backward(dy, x, gamma, mean, invstd, batch_stats, dx, nchunks):
+    zero = np.zeros_like(mean)
+    sum_dy, sum_dy_xmu = channel_grad_sums(dy, x, mean, zero, nchunks)
+    count = x.size // mean.size
+    c1, c2 = (sum_dy / count, sum_dy_xmu * invstd**2 / count) if batch_stats else (zero, zero)
+    channel_grad_input(dy, x, mean, zero, gamma * invstd, c1, c2, dx, nchunks)
+    return sum_dy_xmu * invstd, sum_dy
+
+
+def _row_stats(x, centered):
+    """(mean, var) per row of x (R, K, L), shaped (R, 1, 1), float64."""
+    if centered:
+        m, s2, _ = moments(x, (1, 2))
+        return m, s2
+    x64 = x.astype(np.float64)
+    return np.zeros((x.shape[0], 1, 1)), np.mean(x64 * x64, axis=(1, 2), keepdims=True)
+
+
+def _row_params(a, x):
+    """gamma or beta (G*K,) against x (R, K, L): row r takes channels (r % G) * K + k."""
+    R, K, _ = x.shape
+    G = a.size // K
+    return np.tile(a.astype(np.float64).reshape(G, K), (R // G, 1)).reshape(R, K, 1)
+
+
+def row_forward(x, gamma, beta, G, eps, centered, y, mean, var, invstd, nchunks):
+    m, s2 = _row_stats(x, centered)
+    mean[...], var[...] = m.reshape(-1), s2.reshape(-1)
     invstd[...] = 1.0 / np.sqrt(var + eps)
-    xhat = _xmu(_grouped(x, G), mean[:, :, None, None]) * invstd[:, :, None, None]
-    y[...] = xhat.reshape(x.shape) * gamma.reshape(_C) + beta.reshape(_C)
+    xhat = (x.astype(np.float64) - m) * invstd.reshape(-1, 1, 1)
+    y[...] = xhat * _row_params(gamma, x) + _row_params(beta, x)
 
 
-def row_backward(dy, x, gamma, G, mean, invstd, dx, nchunks):
-    ivar = invstd[:, :, None, None]
-    xhat = _xmu(_grouped(x, G), mean[:, :, None, None]) * ivar
+def row_backward(dy, x, gamma, G, centered, mean, invstd, dx, nchunks):
+    R, K, L = x.shape
+    ivar = invstd.reshape(-1, 1, 1)
+    xhat = (x.astype(np.float64) - mean.reshape(-1, 1, 1)) * ivar
     dy64 = dy.astype(np.float64)
-    dgamma = (dy64 * xhat.reshape(x.shape)).sum(axis=(0, 2))
-    dbeta = dy64.sum(axis=(0, 2))
-    dxhat = _grouped(dy64 * gamma.reshape(_C), G)
-    dx[...] = normalize_backward(dxhat, xhat, ivar, (2, 3)).reshape(x.shape)
+    dgamma = (dy64 * xhat).sum(axis=2).reshape(R // G, G * K).sum(axis=0)
+    dbeta = dy64.sum(axis=2).reshape(R // G, G * K).sum(axis=0)
+    dxhat = dy64 * _row_params(gamma, x)
+    if centered:
+        dx[...] = normalize_backward(dxhat, xhat, ivar, (1, 2))
+    else:  # no path through a mean
+        dx[...] = ivar * (dxhat - xhat * (dxhat * xhat).mean(axis=(1, 2), keepdims=True))
     return dgamma, dbeta
+
+
+def adam_step(w, dw, m, v, lr, beta1, beta2, epsilon, t, next_w, next_m, next_v):
+    next_m[...] = beta1 * m + (1 - beta1) * dw
+    next_v[...] = beta2 * v + (1 - beta2) * (dw * dw)
+    tiny = np.finfo(w.dtype).tiny  # subnormal moments are stored as 0, as in the Numba kernel
+    next_m[np.abs(next_m) < tiny] = 0
+    next_v[next_v < tiny] = 0
+    next_w[...] = w - lr / (1 - beta1**t) * next_m / (np.sqrt(next_v / (1 - beta2**t)) + epsilon)

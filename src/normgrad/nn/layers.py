@@ -87,8 +87,7 @@ class Dropout(Module):
         self._cache = None
 
     def forward(self, x):
-        param = {"p": 1.0 - self.p, "mode": "train" if self.training else "test",
-                 "seed": int(self.rng.integers(2**32)) if self.training else None}
+        param = {"p": 1.0 - self.p, "mode": "train" if self.training else "test", "generator": self.rng}
         out, self._cache = L.dropout_forward(x, param)
         return out
 

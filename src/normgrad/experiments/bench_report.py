@@ -1,0 +1,64 @@
+"""The benchmark's tables (rich), one function per table; they print what ``bench`` measured."""
+
+from __future__ import annotations
+
+from rich.table import Table
+
+
+def _table(title: str, columns: list[str], left: int = 1, caption: str | None = None) -> Table:
+    table = Table(title=title, caption=caption, caption_justify="left")
+    for i, col in enumerate(columns):
+        table.add_column(col, justify="left" if i < left else "right")
+    return table
+
+
+def bandwidth_table(console, bw: dict) -> None:
+    table = _table("memory bandwidth, GB/s", ["threads", "copy", "triad"],
+                   caption=f"STREAM-style, {bw[1]['array_mib']:.0f} MiB arrays, best of several")
+    for threads, r in bw.items():
+        table.add_row(str(threads), f"{r['copy']:.1f}", f"{r['triad']:.1f}")
+    console.print(table)
+
+
+def kernel_table(console, rows: list[dict]) -> None:
+    table = _table("fused kernels, forward + backward, median ms",
+                   ["case", "dtype", "normgrad 1t", "torch 1t", "ratio", "normgrad 2t", "torch 2t", "ratio",
+                    "roofline 2t"], left=2,
+                   caption="ratio: normgrad / torch at the same thread count. roofline: the time the bytes the "
+                           "kernels must move take at the 2-thread copy bandwidth, over the time taken")
+    for r in rows:
+        ms = r["ms"]
+        table.add_row(r["case"], r["dtype"], f"{ms['normgrad 1t']:.3f}", f"{ms.get('torch 1t', float('nan')):.3f}",
+                      f"{r.get('vs_torch_1t', float('nan')):.2f}x", f"{ms['normgrad 2t']:.3f}",
+                      f"{ms.get('torch 2t', float('nan')):.3f}", f"{r.get('vs_torch_2t', float('nan')):.2f}x",
+                      f"{r['of_roofline_2t']:.0%}")
+    console.print(table)
+
+
+def numpy_table(console, rows: dict) -> None:
+    table = _table("readable NumPy batch-norm backward, median ms", ["shape", "staged", "closed form", "staged / closed"],
+                   caption="normgrad.functional: the gate-by-gate backward against the closed form")
+    for label, ms in rows.items():
+        table.add_row(label, f"{ms['staged']:.3f}", f"{ms['closed']:.3f}", f"{ms['staged'] / ms['closed']:.2f}x")
+    console.print(table)
+
+
+def step_table(console, step_ms: dict) -> None:
+    table = _table("one training step of the demo MLP, median ms", ["normalization", "normgrad", "torch", "normgrad / torch"],
+                   caption="8 layers 256 wide, batch 50, float32, dropout, Adam; both at the machine's thread count")
+    for norm, ms in step_ms.items():
+        ratio = f"{ms['normgrad'] / ms['torch']:.2f}x" if "torch" in ms else ""
+        table.add_row(norm, f"{ms['normgrad']:.3f}", f"{ms.get('torch', float('nan')):.3f}", ratio)
+    console.print(table)
+
+
+def sync_table(console, rows: list[dict]) -> None:
+    table = _table("SyncBatchNorm on 2 processes x 1 thread, float32 forward + backward, median ms",
+                   ["batch", "sync", "plain", "ratio", "2 AR", "AR/step", "1p ng", "1p torch"],
+                   caption="each process has half the batch. sync, plain: on rank 0's half; ratio: sync / plain; "
+                           "2 AR: the two bare all-reduces; 1p: the whole batch in one process at 2 threads")
+    for r in rows:
+        table.add_row("x".join(map(str, r["shape"])), f"{r['sync_ms']:.2f}", f"{r['plain_ms']:.2f}",
+                      f"{r['sync_ms'] / r['plain_ms']:.2f}x", f"{r['allreduce_ms']:.2f}", str(r["allreduce_calls"]),
+                      f"{r['whole_batch_normgrad_ms']:.2f}", f"{r['whole_batch_torch_ms']:.2f}")
+    console.print(table)
