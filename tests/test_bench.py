@@ -28,6 +28,11 @@ def test_bench_quick_writes_table_and_json(tmp_path, capsys):
     steps = report["train_step_ms"]
     assert set(steps) == {"batchnorm", "layernorm", "none"}
     assert all(ms["normgrad"] > 0 and ms["torch"] > 0 for ms in steps.values())
+    compiled = report["compiled_models"]
+    assert len(compiled) == 2 and "whole models with batch norm" in printed
+    for row in compiled:
+        assert set(row["ms"]) == {"torch.nn eager", "normgrad eager", "torch.nn compiled", "normgrad compiled"}
+        assert all(ms > 0 for ms in row["ms"].values()) and all(s > 0 for s in row["first_compiled_call_s"].values())
     sync = report["sync_batchnorm"]
     assert "SyncBatchNorm on 2 processes" in printed
     assert [r["allreduce_calls"] for r in sync] == [2] * len(sync)  # one forward, one backward

@@ -58,7 +58,7 @@ class CountingSyncBatchNorm(nt.SyncBatchNorm):
 def _sync_worker(rank, world, cases):
     out = {}
     for case in cases:
-        nt.functional.FORCE_TORCH_OPS = case["torch_ops"]
+        nt.ops.FORCE_TORCH_OPS = case["torch_ops"]
         dtype = getattr(torch, case["dtype"])
         bn = CountingSyncBatchNorm(C, momentum=0.1, dtype=dtype, timeout=20)
         _set_affine(bn)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import normgrad.torch as nt
-from normgrad.torch import functional as ntF
+from normgrad.torch import ops as ntops
 
 KINDS = [(nt.BatchNorm1d, torch.nn.BatchNorm1d, (9, 5)), (nt.BatchNorm1d, torch.nn.BatchNorm1d, (6, 5, 4)),
          (nt.BatchNorm2d, torch.nn.BatchNorm2d, (4, 5, 3, 6)), (nt.BatchNorm3d, torch.nn.BatchNorm3d, (3, 5, 2, 3, 2))]
@@ -20,9 +20,9 @@ CONFIGS = [dict(), dict(momentum=None), dict(momentum=0.3, eps=1e-3), dict(affin
 @pytest.fixture(params=[False, True], ids=["kernels", "torch-ops"])
 def path(request):
     """Both paths: normgrad's kernels, and the device-generic torch path CUDA tensors take."""
-    ntF.FORCE_TORCH_OPS = request.param
+    ntops.FORCE_TORCH_OPS = request.param
     yield request.param
-    ntF.FORCE_TORCH_OPS = False
+    ntops.FORCE_TORCH_OPS = False
 
 
 def _tol(dtype):
@@ -135,15 +135,12 @@ def test_drop_in_conversion_shares_parameters_and_trains_the_same():
     assert not any(isinstance(m, (nt.BatchNorm1d, nt.BatchNorm2d)) for m in sync.modules())
 
 
-def test_layouts_and_half_precision():
+def test_memory_layouts():
     x = torch.randn(4, 3, 5, 5) + 2
     a, b = nt.BatchNorm2d(3), torch.nn.BatchNorm2d(3)
     torch.testing.assert_close(a(x.to(memory_format=torch.channels_last)), b(x), rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(a(x[:, :, ::2, ::2]), b(x[:, :, ::2, ::2]), rtol=1e-5, atol=1e-5)
-    h = nt.BatchNorm2d(3, dtype=torch.bfloat16)  # not a kernel dtype: the torch path, in float64
-    y = h(x.bfloat16())
-    assert y.dtype == torch.bfloat16
-    torch.testing.assert_close(y.float(), torch.nn.BatchNorm2d(3)(x.bfloat16().float()), rtol=2e-2, atol=2e-2)
+    assert "path=normgrad kernels" in repr(a)
 
 
 def test_float32_large_mean_stays_accurate():
@@ -152,13 +149,6 @@ def test_float32_large_mean_stays_accurate():
     ref = torch.nn.functional.batch_norm(x.double(), None, None, training=True)
     err = (nt.batch_norm(x, None, None, training=True).double() - ref).abs().max().item()
     assert err < 1e-5, err
-
-
-def test_double_backward_is_refused_clearly():
-    x = torch.randn(4, 3, dtype=torch.float64, requires_grad=True)
-    (gx,) = torch.autograd.grad(nt.batch_norm(x, None, None, training=True).pow(3).sum(), x, create_graph=True)
-    with pytest.raises(RuntimeError, match="once_differentiable|differentiate twice"):
-        gx.sum().backward()
 
 
 X = torch.randn(4, 3, generator=torch.Generator().manual_seed(0))

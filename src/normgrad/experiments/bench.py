@@ -9,7 +9,9 @@ In one run, on this machine:
 3. the readable NumPy backward: staged against closed form;
 4. the first-call compile cost of the kernels and the float32 error at a large mean;
 5. one training step of the demo's MLP against the same model in PyTorch;
-6. SyncBatchNorm over 2 processes (``bench_sync``), when PyTorch is installed.
+6. whole PyTorch models with normgrad.torch's batch norm against torch.nn's, eager
+   and under torch.compile (``bench_compiled``), when PyTorch is installed;
+7. SyncBatchNorm over 2 processes (``bench_sync``), when PyTorch is installed.
 
 Freed memory is kept for reuse (``mallopt``) for the whole run: a fresh allocation of a
 large array costs page faults, zeroing it, which would swamp the kernels' own time on
@@ -201,11 +203,18 @@ def run(console, quick: bool = False, json_path: Path | None = None) -> int:
     step_ms = {norm or "none": train_step_times(torch, norm, rounds=2 if quick else 7)
                for norm in ("batchnorm", "layernorm", None)}
     report.step_table(console, step_ms)
+    compiled = []
+    if torch is not None:
+        from .bench_compiled import compiled_rows
+
+        with console.status("timing whole models, eager and torch.compile"):
+            compiled = compiled_rows(torch, quick)
+        report.compiled_table(console, compiled)
     sync = _sync_table(console, quick) if torch is not None else []
     if json_path is not None:
         result = {"machine": info, "steady_state_allocations": steady, "bandwidth_gbps": bw, "kernels": rows,
                   "numpy_backward_ms": numpy_rows, "compile_seconds": compile_s, "float32_large_mean_error": errors,
-                  "train_step_ms": step_ms, "sync_batchnorm": sync}
+                  "train_step_ms": step_ms, "compiled_models": compiled, "sync_batchnorm": sync}
         atomic_write(json_path, lambda tmp: tmp.write_text(json.dumps(result, indent=2)))
         console.print(f"wrote {json_path}")
     return 0

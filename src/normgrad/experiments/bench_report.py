@@ -62,3 +62,18 @@ def sync_table(console, rows: list[dict]) -> None:
                       f"{r['sync_ms'] / r['plain_ms']:.2f}x", f"{r['allreduce_ms']:.2f}", str(r["allreduce_calls"]),
                       f"{r['whole_batch_normgrad_ms']:.2f}", f"{r['whole_batch_torch_ms']:.2f}")
     console.print(table)
+
+
+def compiled_table(console, rows: list[dict]) -> None:
+    table = _table("whole models with batch norm, forward + backward, median ms",
+                   ["model", "torch.nn eager", "normgrad eager", "ratio", "torch.nn compiled", "normgrad compiled",
+                    "ratio", "first compiled call, s"],
+                   caption="the same weights with torch.nn.BatchNorm*d and with normgrad.torch's (convert_batchnorm); "
+                           "compiled: torch.compile (inductor); ratio: normgrad / torch.nn")
+    for r in rows:
+        ms, first = r["ms"], r["first_compiled_call_s"]
+        table.add_row(r["model"], f"{ms['torch.nn eager']:.3f}", f"{ms['normgrad eager']:.3f}",
+                      f"{ms['normgrad eager'] / ms['torch.nn eager']:.2f}x", f"{ms['torch.nn compiled']:.3f}",
+                      f"{ms['normgrad compiled']:.3f}", f"{ms['normgrad compiled'] / ms['torch.nn compiled']:.2f}x",
+                      f"{first['torch.nn']:.1f} / {first['normgrad']:.1f}")
+    console.print(table)

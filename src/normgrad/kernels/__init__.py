@@ -27,7 +27,10 @@ Shapes: batch norm takes x (N, C) or (N, C, *spatial); group norm x (N, C,
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
+import threading
 
 import numpy as np
 
@@ -41,8 +44,6 @@ try:
     from . import _numba
     from ._fpmode import flushing_denormals, set_flush_denormal
 except ImportError:  # Numba not installed: the NumPy path only, and no switch for subnormals
-    import contextlib
-
     _numba = None
 
     def set_flush_denormal(enabled: bool) -> bool:
@@ -73,16 +74,53 @@ def backend() -> str:
 # variants win from about 2**17 elements (batch norm) and 2**15 (layer norm) when timed
 # alone; the thresholds sit a little higher, for the spin-waits of a real training loop.
 PARALLEL_MIN_SIZE = {"channel": 1 << 17, "row": 1 << 16}
+# Inside a PyTorch model, torch's own OpenMP workers spin on the cores after each of its
+# parallel operations, so a parallel kernel started then shares its cores with them: a
+# (256, 512) batch norm between two torch matrix products ran 1.7x slower in parallel
+# than on the calling thread. ``sharing_cores_with_torch()`` (normgrad.torch's operators
+# run in it) raises the thresholds to this.
+PARALLEL_MIN_SIZE_BESIDE_TORCH = 1 << 20
 NCHUNKS = 16  # work items of a parallel loop: fixed, so sums do not depend on the thread count
+_beside_torch = threading.local()
+
+
+@contextlib.contextmanager
+def sharing_cores_with_torch():
+    """Calls in this block go parallel only from ``PARALLEL_MIN_SIZE_BESIDE_TORCH``
+    elements (this thread only)."""
+    before = getattr(_beside_torch, "on", False)
+    _beside_torch.on = True
+    try:
+        yield
+    finally:
+        _beside_torch.on = before
 
 
 def _kernel(name: str, size: int):
-    """(kernel, chunks) for ``name`` on ``size`` elements. The choice depends on the size
-    only, never on the thread count, so a result is the same on 1 thread or 32."""
-    parallel = size >= PARALLEL_MIN_SIZE[name.split("_", 1)[0]]
+    """(kernel, chunks) for ``name`` on ``size`` elements. The chunks depend on the size
+    only, never on the thread count or the variant, so a result is the same on 1 thread
+    or 32, beside torch or not."""
+    chunked = size >= PARALLEL_MIN_SIZE[name.split("_", 1)[0]]
     if _force_numpy or _numba is None:
         return getattr(_numpy, name), NCHUNKS
-    return ((_numba.PARALLEL[name], NCHUNKS) if parallel else (_numba.SERIAL[name], 1))
+    if not chunked:
+        return _numba.SERIAL[name], 1
+    if getattr(_beside_torch, "on", False) and size < PARALLEL_MIN_SIZE_BESIDE_TORCH:
+        return functools.partial(_on_one_thread, _numba.PARALLEL[name]), NCHUNKS
+    return _numba.PARALLEL[name], NCHUNKS
+
+
+def _on_one_thread(kernel, *args):
+    """The parallel variant (same compiled code, same chunks, so the same sums) run by
+    the calling thread alone: Numba's thread count is per calling thread."""
+    import numba
+
+    threads = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        return kernel(*args)
+    finally:
+        numba.set_num_threads(threads)
 
 
 def _as3d(spec: NormSpec, a: np.ndarray, G: int | None = None) -> np.ndarray:

@@ -4,9 +4,11 @@ as well as GPU (NCCL).
 
 - ``BatchNorm1d/2d/3d``: subclasses of ``torch.nn.BatchNorm*d`` (same arguments,
   buffers, state dict, train/eval) whose CPU float32/float64 work runs on
-  normgrad's fused kernels; ``batch_norm`` is the functional form.
-- ``SyncBatchNorm``: a subclass of ``torch.nn.SyncBatchNorm`` that also runs on
-  CPU tensors: two all-reduces per training step (statistics, gradient sums).
+  normgrad's fused kernels; ``batch_norm`` is the functional form. They call the
+  operators ``torch.ops.normgrad.norm_forward`` / ``norm_backward`` (``ops``), so
+  ``torch.compile``, ``torch.export``, ``torch.jit.trace`` and double backward work.
+- ``SyncBatchNorm``: ``torch.nn.SyncBatchNorm``'s interface, also on CPU tensors:
+  two all-reduces per training step (statistics, gradient sums); eager only.
 - ``TorchCommunicator``: ``torch.distributed`` behind the small interface that
   ``normgrad.nn.distributed`` uses for NumPy models.
 - ``run_local``: run a function on several local processes (gloo, 127.0.0.1),
@@ -21,10 +23,11 @@ from importlib.util import find_spec
 if find_spec("torch") is None:  # say how to fix it, rather than fail deep inside
     raise ImportError("normgrad.torch needs PyTorch: pip install 'normgrad[torch]'")
 
+from . import ops
 from .distributed import TorchCommunicator
 from .functional import batch_norm
 from .launch import RankFailed, run_local
 from .modules import BatchNorm1d, BatchNorm2d, BatchNorm3d, SyncBatchNorm, convert_batchnorm
 
 __all__ = ["BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "SyncBatchNorm", "convert_batchnorm", "batch_norm",
-           "TorchCommunicator", "run_local", "RankFailed"]
+           "TorchCommunicator", "run_local", "RankFailed", "ops"]

@@ -1,10 +1,14 @@
-"""Batch norm as a ``torch.autograd.Function`` on normgrad's kernels.
+"""Batch norm in PyTorch on normgrad's operators, and its synchronized form.
 
-CPU float32/float64 tensors go through ``normgrad.kernels`` (zero-copy NumPy
-views); other devices and dtypes through the same formulas in torch operations,
-in float64. Either way the per-channel statistics are float64 NumPy arrays, so
-the synchronized step (``normgrad.core.sync``) and the running-statistics rule
-(``normgrad.core.running``) are the ones the NumPy modules use.
+``batch_norm`` (``torch.nn.functional.batch_norm``'s signature) calls
+``torch.ops.normgrad.norm_forward`` (``ops.py``; directly in eager): the kernels for CPU
+float32/float64 tensors, torch operations in float32 accumulation elsewhere; it is
+what ``torch.compile`` and ``torch.export`` see. The running statistics are
+updated here, in torch operations, by the one rule (``normgrad.core.running``).
+
+With a communicator (``SyncBatchNorm`` in training on several ranks) the step is
+``normgrad.core.sync``'s: an eager ``torch.autograd.Function`` whose statistics are
+float64 NumPy arrays exchanged by all-reduce, on the same two implementations.
 
 Shapes: input (N, C, *spatial); weight, bias, running stats (C,).
 """
@@ -18,10 +22,9 @@ from torch.autograd.function import once_differentiable
 from .. import kernels
 from ..core import running
 from ..core import validate as v
+from ..core.specs import BATCH
 from ..core.sync import Communicator, SyncedStats, synced_backward, synced_forward
-
-# Tests set this to run the device-generic path (the one CUDA tensors take) on CPU.
-FORCE_TORCH_OPS = False
+from . import _formulas, ops
 
 
 def _np(t: torch.Tensor) -> np.ndarray:
@@ -30,30 +33,8 @@ def _np(t: torch.Tensor) -> np.ndarray:
     return t.detach().contiguous().numpy()
 
 
-def _channel(vec: np.ndarray, like: torch.Tensor) -> torch.Tensor:
-    """A (C,) float64 array as a float64 tensor on like's device, shaped (1, C, 1, ...)."""
-    return torch.as_tensor(vec, dtype=torch.float64, device=like.device).view(1, -1, *[1] * (like.dim() - 2))
-
-
-def _reduce_dims(x: torch.Tensor) -> list[int]:
-    return [0, *range(2, x.dim())]
-
-
 class _KernelOps:
-    """CPU float32/float64: the fused Numba kernels on NumPy views."""
-
-    @staticmethod
-    def forward_train(x, gamma, beta, eps):
-        y = torch.empty_like(x, memory_format=torch.contiguous_format)
-        _, stats = kernels.batchnorm_forward(_np(x), gamma, beta, training=True, eps=eps, out=y.numpy())
-        return y, stats.mean, stats.var
-
-    @staticmethod
-    def forward_eval(x, gamma, beta, running_mean, running_var, eps):
-        y = torch.empty_like(x, memory_format=torch.contiguous_format)
-        kernels.batchnorm_forward(_np(x), gamma, beta, training=False, running_mean=running_mean,
-                                  running_var=running_var, eps=eps, out=y.numpy())
-        return y
+    """The synchronized step's array operations on CPU float32/float64: the fused kernels."""
 
     @staticmethod
     def stats(x):
@@ -64,13 +45,6 @@ class _KernelOps:
         y = torch.empty_like(x, memory_format=torch.contiguous_format)
         kernels.batchnorm_normalize(_np(x), mean, invstd, gamma, beta, out=y.numpy())
         return y
-
-    @staticmethod
-    def backward(dy, x, gamma, mean, invstd, var, training):
-        dx = torch.empty_like(x, memory_format=torch.contiguous_format)
-        _, dgamma, dbeta = kernels.batchnorm_backward(_np(dy), _np(x), gamma, (mean, var, invstd),
-                                                      training=training, out=dx.numpy())
-        return dx, dgamma, dbeta
 
     @staticmethod
     def grad_sums(dy, x, mean):
@@ -92,65 +66,50 @@ class _KernelOps:
         return torch.zeros_like(x)
 
 
+def _channel(vec: np.ndarray, like: torch.Tensor) -> torch.Tensor:
+    """A (C,) float64 array as a (C,) tensor of like's accumulation dtype, on its device."""
+    return torch.as_tensor(vec, device=like.device).to(_formulas.accumulation_dtype(like.dtype))
+
+
+def _numpy(t: torch.Tensor, what: str) -> np.ndarray:
+    a = t.detach().to("cpu", torch.float64).numpy()
+    if not np.isfinite(a).all():
+        raise ValueError(f"{what} contains NaN or Inf (its sums are not finite)")
+    return a
+
+
 class _TorchOps:
-    """Any device or floating dtype: the same formulas in torch operations, in float64."""
+    """The synchronized step's array operations on any device and float dtype:
+    ``_formulas`` in float32 accumulation (float64 for float64)."""
 
     @staticmethod
     def stats(x):
         if not x.is_floating_point():
             raise TypeError(f"x must be a floating-point tensor, got dtype {x.dtype}")
-        var, mean = torch.var_mean(x.detach().double(), dim=_reduce_dims(x), correction=0)
-        mean, var = mean.cpu().numpy(), var.cpu().numpy()
-        if not (np.isfinite(mean).all() and np.isfinite(var).all()):
-            raise ValueError("x contains NaN or Inf (its batch statistics are not finite)")
-        return mean, var
+        mean, var = _formulas.moments(BATCH, x.detach(), 1)
+        return _numpy(mean, "x"), _numpy(var, "x")
 
     @staticmethod
     def normalize(x, mean, invstd, gamma, beta):
-        return ((x.detach().double() - _channel(mean, x)) * _channel(invstd * gamma, x) + _channel(beta, x)).to(x.dtype)
-
-    @classmethod
-    def forward_train(cls, x, gamma, beta, eps):
-        mean, var = cls.stats(x)
-        return cls.normalize(x, mean, 1.0 / np.sqrt(var + eps), gamma, beta), mean, var
-
-    @classmethod
-    def forward_eval(cls, x, gamma, beta, running_mean, running_var, eps):
-        if not torch.isfinite(x).all():
-            raise ValueError("x contains NaN or Inf")
-        return cls.normalize(x, running_mean, 1.0 / np.sqrt(running_var + eps), gamma, beta)
+        return _formulas.normalize(BATCH, x.detach(), _channel(mean, x), _channel(invstd, x), _channel(gamma, x),
+                                   _channel(beta, x), 1)
 
     @staticmethod
     def grad_sums(dy, x, mean):
-        dy64 = dy.double()
-        dims = _reduce_dims(x)
-        sums = dy64.sum(dims).cpu().numpy(), (dy64 * (x.detach().double() - _channel(mean, x))).sum(dims).cpu().numpy()
-        if not (np.isfinite(sums[0]).all() and np.isfinite(sums[1]).all()):
-            raise ValueError("dy contains NaN or Inf (its sums are not finite)")
-        return sums
+        sum_dy, sum_dy_xmu = _formulas.grad_sums(BATCH, dy, x.detach(), _channel(mean, x), 1)
+        return _numpy(sum_dy, "dy"), _numpy(sum_dy_xmu, "dy")
 
     @staticmethod
     def grad_input(dy, x, mean, invstd, gamma, sum_dy, sum_dy_xmu, count):
-        xmu = x.detach().double() - _channel(mean, x)
-        inner = dy.double() - _channel(sum_dy / count, x) - xmu * _channel(sum_dy_xmu * invstd**2 / count, x)
-        return (_channel(gamma * invstd, x) * inner).to(x.dtype)
+        return _formulas.grad_input(BATCH, dy, x.detach(), *(_channel(a, x) for a in (mean, invstd, gamma, sum_dy,
+                                                                                      sum_dy_xmu)), count, 1)
 
     copy = _KernelOps.copy
     zeros_like = _KernelOps.zeros_like
 
-    @classmethod
-    def backward(cls, dy, x, gamma, mean, invstd, var, training):
-        sum_dy, sum_dy_xmu = cls.grad_sums(dy, x, mean)
-        # in evaluation the statistics were constants: no path through the mean or the variance
-        paths = (sum_dy, sum_dy_xmu) if training else (np.zeros_like(sum_dy),) * 2
-        dx = cls.grad_input(dy, x, mean, invstd, gamma, *paths, x.numel() // x.shape[1])
-        return dx, sum_dy_xmu * invstd, sum_dy
 
-
-def _ops(x: torch.Tensor):
-    if not FORCE_TORCH_OPS and x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64):
-        return _KernelOps
-    return _TorchOps
+def _sync_ops(x: torch.Tensor):
+    return _KernelOps if ops.uses_kernels(x) else _TorchOps
 
 
 def _check_channels(name: str, t, C: int) -> None:
@@ -177,43 +136,26 @@ def _expected_channels(x, *per_channel) -> int:
     return x.shape[1] if x.dim() >= 2 else 0
 
 
-class _BatchNormFunction(torch.autograd.Function):
+class _SyncedBatchNorm(torch.autograd.Function):
+    """Batch norm over the global batch of ``comm``'s ranks (eager only)."""
+
     @staticmethod
-    def forward(ctx, x, weight, bias, running_mean, running_var, training, momentum, eps, comm):
+    def forward(ctx, x, weight, bias, running_mean, running_var, momentum, eps, comm):
         x = x.contiguous()  # at most one copy, shared by every pass here and in backward
-        ops = _ops(x)
-        if training and comm is not None:
-            # every check on x happens inside the exchange, so a bad input on one
-            # rank stops all ranks instead of leaving them waiting
-            C = _expected_channels(x, weight, bias, running_mean, running_var)
-            gamma, beta = _vector("weight", weight, C, 1.0), _vector("bias", bias, C, 0.0)
-            y, synced = synced_forward(comm, ops, x, C, gamma, beta, eps)
-            count, mean, var = synced.count, synced.mean, synced.var
-        else:
-            C = x.shape[1]
-            count = x.numel() // C
-            gamma, beta = _vector("weight", weight, C, 1.0), _vector("bias", bias, C, 0.0)
-            if training:
-                v.enough_values(count, f"input of shape {tuple(x.shape)}")
-                y, mean, var = ops.forward_train(x, gamma, beta, eps)
-            else:
-                mean = _vector("running_mean", running_mean, C, 0.0)
-                var = _vector("running_var", running_var, C, 1.0)
-                if (var < 0).any():
-                    raise ValueError("running_var must be >= 0 everywhere")
-                y = ops.forward_eval(x, gamma, beta, mean, var, eps) if x.numel() else x.clone()
-        if training and running_mean is not None and running_var is not None:
+        ops_ = _sync_ops(x)
+        # every check on x happens inside the exchange, so a bad input on one
+        # rank stops all ranks instead of leaving them waiting
+        C = _expected_channels(x, weight, bias, running_mean, running_var)
+        gamma, beta = _vector("weight", weight, C, 1.0), _vector("bias", bias, C, 0.0)
+        y, synced = synced_forward(comm, ops_, x, C, gamma, beta, eps)
+        if running_mean is not None and running_var is not None:
             _check_channels("running_mean", running_mean, C)
             _check_channels("running_var", running_var, C)
-            with torch.no_grad():  # the one rule, on tensors, in float64
-                batch = [torch.as_tensor(a, device=running_mean.device) for a in (mean, var)]
-                new_mean, new_var = running.updated(running.TORCH, running_mean.double(), running_var.double(),
-                                                    *batch, count, momentum)
-                running_mean.copy_(new_mean)
-                running_var.copy_(new_var)
+            _update_running(running_mean, running_var, torch.as_tensor(synced.mean), torch.as_tensor(synced.var),
+                            synced.count, momentum)
         ctx.save_for_backward(x)
         param_dtypes = (None if weight is None else weight.dtype, None if bias is None else bias.dtype)
-        ctx.saved = (gamma, mean, var, 1.0 / np.sqrt(var + eps), count, training, comm, param_dtypes)
+        ctx.saved = (gamma, synced, comm, param_dtypes)
         return y
 
     @staticmethod
@@ -221,41 +163,55 @@ class _BatchNormFunction(torch.autograd.Function):
     def backward(ctx, dy):
         (x,) = ctx.saved_tensors
         dy = dy.contiguous()  # often an expanded view (the gradient of a sum): copied once, not per pass
-        gamma, mean, var, invstd, count, training, comm, (weight_dtype, bias_dtype) = ctx.saved
-        ops = _ops(x)
-        C = x.shape[1]
-        if training and comm is not None:
-            stats = SyncedStats(count, mean, var, invstd)
-            dx, dgamma, dbeta = synced_backward(comm, ops, dy, x, stats, gamma)
-        elif x.numel():
-            dx, dgamma, dbeta = ops.backward(dy, x, gamma, mean, invstd, var, training)
-        else:
-            dx, dgamma, dbeta = torch.zeros_like(x), np.zeros(C), np.zeros(C)
+        gamma, synced, comm, (weight_dtype, bias_dtype) = ctx.saved
+        dx, dgamma, dbeta = synced_backward(comm, _sync_ops(x), dy, x, synced, gamma)
         dweight = None if weight_dtype is None else torch.as_tensor(dgamma, dtype=weight_dtype, device=x.device)
         dbias = None if bias_dtype is None else torch.as_tensor(dbeta, dtype=bias_dtype, device=x.device)
-        return dx, dweight, dbias, None, None, None, None, None, None
+        return dx, dweight, dbias, None, None, None, None, None
+
+
+def _update_running(running_mean, running_var, mean, var, count: int, momentum: float) -> None:
+    """The TORCH rule (``core.running``) in place: running += w * (batch - running), with
+    the unbiased batch variance."""
+    w = running.TORCH.weight(momentum)
+    with torch.no_grad():
+        running_mean.lerp_(mean.to(running_mean), w)
+        running_var.lerp_(running.TORCH.batch_var(var, count).to(running_var), w)
 
 
 def batch_norm(input, running_mean, running_var, weight=None, bias=None, training: bool = False,
                momentum: float = 0.1, eps: float = 1e-5, *, comm: Communicator | None = None):
-    """``torch.nn.functional.batch_norm`` on normgrad's kernels (same arguments).
+    """``torch.nn.functional.batch_norm`` on normgrad's operators (same arguments).
 
     input: (N, C, *spatial); weight, bias, running_mean, running_var: (C,) or None.
     In training, the running statistics (when given) are updated in place with the
     batch mean and the unbiased batch variance. ``comm`` (keyword only) makes the
-    training statistics those of the global batch over its ranks.
-    Differentiable once with respect to input, weight and bias.
+    training statistics those of the global batch over its ranks (eager only,
+    differentiable once). Otherwise differentiable twice (``create_graph=True``).
     """
     if not isinstance(input, torch.Tensor):
         raise TypeError(f"input must be a torch.Tensor, got {type(input).__name__}")
-    if comm is None or not training:  # else checked inside the exchange, on every rank at once
-        if input.dim() < 2:
-            raise ValueError(f"expected input of shape (N, C, ...), got {tuple(input.shape)}")
-        if not input.is_floating_point():
-            raise TypeError(f"input must be a floating-point tensor, got dtype {input.dtype}")
     eps = v.eps_value(eps)
     momentum = v.momentum_value(momentum)
     if not training and (running_mean is None or running_var is None):
         raise ValueError("running_mean and running_var are needed when training=False")
-    return _BatchNormFunction.apply(input, weight, bias, running_mean, running_var, bool(training), momentum, eps,
-                                    comm)
+    if comm is not None and training:  # checked inside the exchange, on every rank at once
+        return _SyncedBatchNorm.apply(input, weight, bias, running_mean, running_var, momentum, eps, comm)
+    if input.dim() < 2:
+        raise ValueError(f"expected input of shape (N, C, ...), got {tuple(input.shape)}")
+    if not input.is_floating_point():
+        raise TypeError(f"input must be a floating-point tensor, got dtype {input.dtype}")
+    C = input.shape[1]
+    for name, t in (("weight", weight), ("bias", bias), ("running_mean", running_mean), ("running_var", running_var)):
+        if t is not None:
+            _check_channels(name, t, C)
+    if training:
+        count = input.numel() // C
+        v.enough_values(count, f"input of shape {tuple(input.shape)}")
+        y, mean, var, _ = ops.apply_norm(input, weight, bias, None, None, "batch", 1, eps)
+        if running_mean is not None and running_var is not None:
+            _update_running(running_mean, running_var, mean, var, count, momentum)
+        return y
+    if not (torch.compiler.is_compiling() or torch.jit.is_tracing()) and bool((running_var < 0).any()):
+        raise ValueError("running_var must be >= 0 everywhere")
+    return ops.apply_norm(input, weight, bias, running_mean, running_var, "batch", 1, eps)[0]

@@ -7,31 +7,42 @@ PyTorch's own; only ``forward`` is replaced.
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 import torch.distributed as dist
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..core.sync import agree_layout
 from .distributed import TorchCommunicator, _timedelta
+from . import ops
 from .functional import batch_norm
 
 
 class _KernelForward:
     """``torch.nn.modules.batchnorm._BatchNorm.forward``'s bookkeeping (momentum
     None = cumulative average, num_batches_tracked, when batch statistics are
-    used), with normgrad's ``batch_norm`` doing the work."""
+    used), with normgrad's ``batch_norm`` doing the work. ``extra_repr`` names the
+    implementation the last eager call took (``ops.path_of``)."""
 
     def communicator(self):
         """The communicator of this forward's synchronized statistics; None: plain batch norm."""
         return None
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
+        if not torch.compiler.is_compiling():
+            self._path = ops.path_of(input)
         batch_stats = self.training or (self.running_mean is None and self.running_var is None)
-        comm = self.communicator() if batch_stats else None
-        if comm is not None:
-            self._agree_layout(comm)
-        if comm is None:  # synchronized: checked inside the exchange, so every rank hears of a bad input
-            self._check_input_dim(input)
+        if batch_stats and self.synchronizes():
+            return _synced_forward(self, input, torch.compiler.is_compiling())
+        self._check_input_dim(input)
+        return self._batch_norm(input, batch_stats, None)
+
+    def synchronizes(self) -> bool:
+        """Whether a training forward exchanges statistics with other ranks."""
+        return False
+
+    def _batch_norm(self, input, batch_stats: bool, comm):
         factor = 0.0 if self.momentum is None else self.momentum
         if self.training and self.track_running_stats and self.num_batches_tracked is not None:
             self.num_batches_tracked.add_(1)
@@ -40,6 +51,28 @@ class _KernelForward:
         return batch_norm(input, self.running_mean if keep_running else None,
                           self.running_var if keep_running else None, self.weight, self.bias, batch_stats,
                           factor, self.eps, comm=comm)
+
+    def extra_repr(self) -> str:
+        path = getattr(self, "_path", None)
+        return super().extra_repr() + (f", path={path}" if path else "")
+
+
+_warned_eager_sync = False
+
+
+@torch.compiler.disable
+def _synced_forward(module, input, compiling: bool):
+    """SyncBatchNorm's exchange, always eager: under ``torch.compile`` the graph breaks
+    here (a one-time warning says so), since the all-reduces run inside the step."""
+    global _warned_eager_sync
+    if compiling and not _warned_eager_sync:
+        _warned_eager_sync = True
+        warnings.warn("normgrad.torch.SyncBatchNorm runs eagerly under torch.compile: its statistics are "
+                      "all-reduced inside the layer, so the compiled graph breaks at each synchronized "
+                      "layer (the rest of the model stays compiled)", stacklevel=2)
+    comm = module.communicator()
+    module._agree_layout(comm)
+    return module._batch_norm(input, True, comm)
 
 
 class BatchNorm1d(_KernelForward, torch.nn.BatchNorm1d):
@@ -86,13 +119,17 @@ class SyncBatchNorm(_KernelForward, _BatchNorm):
         if input.dim() < 2:
             raise ValueError(f"expected at least 2D input (got {input.dim()}D input)")
 
+    def synchronizes(self) -> bool:
+        """Training with ``torch.distributed`` initialized and more than one rank in the group."""
+        return (self.training and dist.is_available() and dist.is_initialized()
+                and dist.get_world_size(self.process_group) > 1)
+
     def communicator(self):
         """A ``TorchCommunicator`` on ``process_group`` while training with more than
         one rank, else None (a subclass may wrap it, e.g. to count all-reduces)."""
-        if not (self.training and dist.is_available() and dist.is_initialized()):
+        if not self.synchronizes():
             return None
-        comm = TorchCommunicator(self.process_group, self.timeout)
-        return comm if comm.world_size > 1 else None
+        return TorchCommunicator(self.process_group, self.timeout)
 
     def _agree_layout(self, comm) -> None:
         """Before the first exchange on a group: every rank's module must have the same

@@ -1,0 +1,210 @@
+"""normgrad's norms as PyTorch operators: ``torch.ops.normgrad.norm_forward`` and
+``torch.ops.normgrad.norm_backward`` (``torch.library.custom_op``).
+
+Registered operators are what ``torch.compile`` keeps in its graph (no graph break
+at a norm, ``fullgraph=True`` works), what ``torch.export`` writes into a program
+(it runs after ``torch.export.load`` in a process that imported ``normgrad.torch``),
+and what ``torch.jit.trace`` records. Each has a fake (meta) implementation for
+shapes and dtypes, and ``norm_forward`` has its backward registered:
+
+- first order: ``norm_backward``, on the kernels;
+- under ``create_graph=True`` (double backward, gradient penalties): the closed form
+  in differentiable torch operations (``_formulas.backward``) with the statistics
+  recomputed from x, so autograd can differentiate it again.
+
+Which implementation runs is decided per call from the input:
+
+- CPU float32 / float64: normgrad's fused kernels (``normgrad.kernels``) on
+  zero-copy NumPy views; statistics float64;
+- anything else (CUDA, bfloat16, float16): ``_formulas`` in torch operations,
+  float32 accumulation (float64 for float64 input). ``FORCE_TORCH_OPS = True``
+  sends CPU tensors there too (the tests use it to run that path without a GPU).
+
+Operator arguments: x (N, C, *spatial) or (..., D) for features-last norms; weight,
+bias (C,) or None; running_mean, running_var (C,) or None (given: batch norm with
+these statistics, evaluation mode); norm: a key of ``normgrad.core.specs.SPECS``;
+groups: G for group norm (else ignored); eps. Statistics (mean, biased var,
+invstd) have ``spec.stats_shape``: (C,) or (N, G).
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .. import kernels
+from ..core.specs import SPECS
+from . import _formulas
+
+FORCE_TORCH_OPS = False
+
+
+def uses_kernels(x: Tensor) -> bool:
+    """True where ``x`` takes normgrad's fused kernels (CPU float32/float64)."""
+    return not FORCE_TORCH_OPS and x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
+
+
+def path_of(x: Tensor) -> str:
+    """In words, the implementation an input takes (modules show it in ``extra_repr``)."""
+    if uses_kernels(x):
+        return "normgrad kernels"
+    return f"torch ops, {str(_formulas.accumulation_dtype(x.dtype)).removeprefix('torch.')} statistics"
+
+
+def stats_dtype(x: Tensor) -> torch.dtype:
+    return torch.float64 if uses_kernels(x) else _formulas.accumulation_dtype(x.dtype)
+
+
+def _np(t: Tensor) -> np.ndarray:
+    return t.detach().contiguous().numpy()
+
+
+def _vector(t: Tensor | None, C: int, default: float) -> np.ndarray:
+    return np.full(C, default) if t is None else t.detach().to("cpu", torch.float64).numpy()
+
+
+def _stats_shape(x: Tensor, norm: str, groups: int) -> tuple[int, ...]:
+    spec = SPECS[norm]
+    return spec.stats_shape(spec.view(tuple(x.shape), groups if spec.groups == "given" else None))
+
+
+def _forward_impl(x: Tensor, weight, bias, running_mean, running_var, norm: str, groups: int, eps: float):
+    """(y, mean, var, invstd) of one norm, outputs never aliasing inputs."""
+    with kernels.sharing_cores_with_torch():
+        return _forward(x, weight, bias, running_mean, running_var, norm, groups, eps)
+
+
+def _forward(x, weight, bias, running_mean, running_var, norm, groups, eps):
+    spec = SPECS[norm]
+    running = None if running_mean is None else (running_mean, running_var)
+    if not uses_kernels(x):
+        y, mean, var, invstd = _formulas.forward(spec, x, weight, bias, groups, eps, running)
+        # statistics of x are finite only if x is; with running statistics x itself is scanned
+        if running is None and not bool(torch.isfinite(var).all() & torch.isfinite(mean).all()):
+            raise ValueError("x contains NaN or Inf (its statistics are not finite)")
+        if running is not None and not bool(torch.isfinite(x).all()):
+            raise ValueError("x contains NaN or Inf")
+        # clones: an operator's outputs never share memory with its inputs (the running buffers)
+        return y.contiguous(), mean.clone(), var.clone(), invstd.clone()
+    C = spec.channels(tuple(x.shape))
+    gamma, beta = _vector(weight, C, 1.0), _vector(bias, C, 0.0)
+    y = torch.empty(x.shape, dtype=x.dtype)
+    if x.numel() == 0:  # an empty batch in evaluation: nothing to normalize
+        mean, var = (_vector(r, C, 0.0).copy() for r in running)
+        return y, torch.from_numpy(mean), torch.from_numpy(var), torch.from_numpy(1.0 / np.sqrt(var + eps))
+    fixed = None if running is None else (_vector(running_mean, C, 0.0), _vector(running_var, C, 1.0))
+    _, stats = kernels.norm_forward(spec, _np(x), gamma, beta, G=groups, eps=eps, running=fixed, out=y.numpy())
+    # copies: an operator's outputs never share memory with its inputs (the running buffers)
+    return y, *(torch.from_numpy(np.array(a, dtype=np.float64)) for a in stats)
+
+
+@torch.library.custom_op("normgrad::norm_forward", mutates_args=())
+def norm_forward(x: Tensor, weight: Optional[Tensor], bias: Optional[Tensor], running_mean: Optional[Tensor],
+                 running_var: Optional[Tensor], norm: str, groups: int, eps: float
+                 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """(y, mean, var, invstd) of one norm; see the module docstring."""
+    return _forward_impl(x, weight, bias, running_mean, running_var, norm, groups, eps)
+
+
+@norm_forward.register_fake
+def _(x, weight, bias, running_mean, running_var, norm, groups, eps):
+    shape = _stats_shape(x, norm, groups)
+    stats = [x.new_empty(shape, dtype=stats_dtype(x)) for _ in range(3)]
+    return x.new_empty(x.shape), *stats
+
+
+def _backward_impl(dy: Tensor, x: Tensor, weight, mean, var, invstd, norm: str, groups: int, batch_stats: bool):
+    with kernels.sharing_cores_with_torch():
+        return _backward_kernels(dy, x, weight, mean, var, invstd, norm, groups, batch_stats)
+
+
+def _backward_kernels(dy, x, weight, mean, var, invstd, norm, groups, batch_stats):
+    spec = SPECS[norm]
+    if not uses_kernels(x):
+        dx, dweight, dbias = _formulas.backward(spec, dy, x, weight, mean, invstd, groups, batch_stats)
+        return dx.contiguous(), dweight, dbias
+    C = spec.channels(tuple(x.shape))
+    if x.numel() == 0:
+        return torch.zeros(x.shape, dtype=x.dtype), torch.zeros(C, dtype=torch.float64), torch.zeros(C, dtype=torch.float64)
+    dx = torch.empty(x.shape, dtype=x.dtype)
+    stats = tuple(_np(s.to(torch.float64)) for s in (mean, var, invstd))
+    _, dweight, dbias = kernels.norm_backward(spec, _np(dy.to(x.dtype)), _np(x), _vector(weight, C, 1.0), stats,
+                                              G=groups, batch_stats=batch_stats, out=dx.numpy())
+    return dx, torch.from_numpy(dweight), torch.from_numpy(dbias)
+
+
+@torch.library.custom_op("normgrad::norm_backward", mutates_args=())
+def norm_backward(dy: Tensor, x: Tensor, weight: Optional[Tensor], mean: Tensor, var: Tensor, invstd: Tensor,
+                  norm: str, groups: int, batch_stats: bool) -> tuple[Tensor, Tensor, Tensor]:
+    """(dx, dweight, dbias) of ``norm_forward`` (dweight, dbias (C,) in the statistics'
+    dtype, also when weight or bias is None). ``batch_stats=False``: the statistics
+    were constants (running statistics)."""
+    return _backward_impl(dy, x, weight, mean, var, invstd, norm, groups, batch_stats)
+
+
+@norm_backward.register_fake
+def _(dy, x, weight, mean, var, invstd, norm, groups, batch_stats):
+    C = SPECS[norm].channels(tuple(x.shape))
+    return x.new_empty(x.shape), mean.new_empty((C,)), mean.new_empty((C,))
+
+
+def _setup_context(ctx, inputs, output):
+    x, weight, bias, running_mean, _, norm, groups, eps = inputs
+    _, mean, var, invstd = output
+    ctx.mark_non_differentiable(mean, var, invstd)
+    ctx.save_for_backward(x, weight, mean, var, invstd)
+    ctx.norm, ctx.groups, ctx.eps, ctx.batch_stats = norm, groups, eps, running_mean is None
+    ctx.bias_dtype = None if bias is None else bias.dtype
+
+
+def _gradients(ctx, dy, first_order):
+    """(dx, dweight, dbias) for the saved forward; ``first_order`` computes them when no
+    graph of the backward is being recorded."""
+    x, weight, mean, var, invstd = ctx.saved_tensors
+    spec = SPECS[ctx.norm]
+    if torch.is_grad_enabled():  # create_graph=True: a backward autograd can differentiate again
+        if ctx.batch_stats:
+            mean, var = _formulas.moments(spec, x, ctx.groups)
+            invstd = torch.rsqrt(var + ctx.eps)
+        dx, dweight, dbias = _formulas.backward(spec, dy, x, weight, mean, invstd, ctx.groups, ctx.batch_stats)
+    else:
+        dx, dweight, dbias = first_order(dy, x, weight, mean, var, invstd, ctx.norm, ctx.groups, ctx.batch_stats)
+    dweight = None if weight is None else dweight.to(weight.dtype)
+    dbias = None if ctx.bias_dtype is None else dbias.to(ctx.bias_dtype)
+    return dx, dweight, dbias, None, None, None, None, None
+
+
+def _backward(ctx, dy, *_stats_grads):
+    return _gradients(ctx, dy, torch.ops.normgrad.norm_backward)
+
+
+norm_forward.register_autograd(_backward, setup_context=_setup_context)
+
+
+class _Eager(torch.autograd.Function):
+    """The operator's forward and backward without PyTorch's dispatcher (~50 us a call
+    each way): what eager calls on plain tensors take (``apply_norm``)."""
+
+    @staticmethod
+    def forward(ctx, *inputs):
+        output = _forward_impl(*inputs)
+        _setup_context(ctx, inputs, output)
+        return output
+
+    @staticmethod
+    def backward(ctx, dy, *_stats_grads):
+        return _gradients(ctx, dy, _backward_impl)
+
+
+def apply_norm(x: Tensor, weight: Tensor | None, bias: Tensor | None, running_mean: Tensor | None,
+               running_var: Tensor | None, norm: str, groups: int, eps: float):
+    """(y, mean, var, invstd): ``torch.ops.normgrad.norm_forward`` when a graph is being
+    captured (torch.compile, torch.export, torch.jit.trace, or any tensor subclass), else
+    the same computation called directly (same results, same double backward)."""
+    args = (x, weight, bias, running_mean, running_var, norm, groups, eps)
+    if type(x) is not Tensor or torch.compiler.is_compiling() or torch.jit.is_tracing():
+        return torch.ops.normgrad.norm_forward(*args)
+    return _Eager.apply(*args)
