@@ -1,6 +1,7 @@
 """normgrad.torch inside whole PyTorch models, eager and under ``torch.compile``.
 
-Two small models, each built twice with the same weights: with ``torch.nn`` batch
+Two small models (an MLP 256-512-512-10 with two BatchNorm1d; two 3x3 convs of 32
+channels, each with BatchNorm2d, pooling, a linear head), each built twice with the same weights: with ``torch.nn`` batch
 norm and with ``normgrad.torch`` batch norm (``convert_batchnorm``). Each is timed
 eager and compiled (``torch.compile``, inductor), one forward + backward in
 training mode, at the machine's thread count, in interleaved blocks
@@ -25,8 +26,8 @@ def _models(torch):
         torch.nn.Conv2d(16, 32, 3, padding=1), torch.nn.BatchNorm2d(32), torch.nn.ReLU(),
         torch.nn.Conv2d(32, 32, 3, padding=1), torch.nn.BatchNorm2d(32), torch.nn.ReLU(),
         torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(32, 10))
-    return {"MLP 256-512-512-10, batch 256": (mlp, (256, 256)),
-            "conv net 2x(conv 3x3, BN), 32x16x32x32": (conv, (32, 16, 32, 32))}
+    return {"MLP, batch 256": (mlp, (256, 256)),
+            "conv net, 32x16x32x32": (conv, (32, 16, 32, 32))}
 
 
 def compiled_rows(torch, quick: bool = False) -> list[dict]:
