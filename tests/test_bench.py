@@ -17,7 +17,7 @@ def test_bench_quick_writes_table_and_json(tmp_path, capsys):
     assert set(report["bandwidth_gbps"]) == {"1", "2"}
     assert all(r["copy"] > 0 and r["triad"] > 0 for r in report["bandwidth_gbps"].values())
     norms = {r["norm"] for r in report["kernels"]}
-    assert norms == {"batch", "layer", "group"} and norms <= set(SPECS)
+    assert norms == set(SPECS)  # every norm the kernels have
     for row in report["kernels"]:
         assert set(row["ms"]) == {"normgrad 1t", "normgrad 2t", "torch 1t", "torch 2t"}
         assert all(ms > 0 for ms in row["ms"].values())

@@ -198,7 +198,40 @@ def test_out_arrays_are_used(rng, backend):
         K.batchnorm_forward(x, gamma, beta, training=True, out=np.empty((3, 8), np.float32).T)
 
 
-@pytest.mark.parametrize("norm", ["batch", "layer", "group"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("norm,shape", [("instance", (2, 3, 5)), ("instance", (3, 4, 6, 7)), ("instance", (1, 2, 1)),
+                                        ("rms", (5, 7)), ("rms", (2, 3, 64)), ("rms", (4, 1))])
+def test_instance_and_rms_match_functional(rng, backend, norm, shape, dtype):
+    from normgrad.core.specs import SPECS
+
+    spec = SPECS[norm]
+    C = shape[-1] if spec.features_last else shape[1]
+    x = rng.normal(3, 2, shape).astype(dtype)
+    gamma, beta, dy = rng.normal(size=C), rng.normal(size=C), rng.normal(size=shape).astype(dtype)
+    if norm == "rms":
+        beta = np.zeros(C)
+    y, st = K.norm_forward(spec, x, gamma, beta, eps=1e-5)
+    dx, dgamma, dbeta = K.norm_backward(spec, dy, x, gamma, st)
+    x64, dy64 = x.astype(np.float64), dy.astype(np.float64)
+    if norm == "instance":
+        ref, cache = F.instancenorm_forward(x64, gamma, beta, {"eps": 1e-5})
+        rdx, rdg, rdb = F.instancenorm_backward(dy64, cache)
+    else:
+        ref, cache = F.rmsnorm_forward(x64, gamma, {"eps": 1e-5})
+        (rdx, rdg), rdb = F.rmsnorm_backward(dy64, cache), dy64.reshape(-1, C).sum(0)
+    tol = _tol(dtype)
+    scale = np.abs(dy64).max() * np.abs(gamma).max() * st.invstd.max()
+    assert y.dtype == dx.dtype == dtype and st.mean.shape == st.invstd.shape
+    if norm == "rms":
+        assert not st.mean.any()  # uncentred: no mean
+    np.testing.assert_allclose(y, ref, rtol=tol["rtol"], atol=tol["atol"] * np.abs(ref).max())
+    np.testing.assert_allclose(dx, rdx, rtol=tol["rtol"], atol=tol["atol"] * scale)
+    bound = 1e-6 + (32 * 2.0**-24 if dtype == np.float32 else 1e-12) * np.abs(dy64).sum()
+    np.testing.assert_allclose(dgamma, rdg, rtol=1e-5, atol=bound * np.abs(cache.xhat).max())
+    np.testing.assert_allclose(dbeta, rdb, rtol=1e-5, atol=bound)
+
+
+@pytest.mark.parametrize("norm", ["batch", "layer", "group", "instance", "rms"])
 def test_results_do_not_depend_on_thread_count(rng, norm):
     """Above the parallel threshold the kernels split work into a fixed number of
     chunks, so 1 and 2 threads, and the serial variant beside torch, add the same sums
@@ -206,12 +239,18 @@ def test_results_do_not_depend_on_thread_count(rng, norm):
     shape = (1024, 96, 3)
     assert np.prod(shape) >= max(K.PARALLEL_MIN_SIZE.values())  # else both runs use one thread: nothing tested
     x, gamma, beta, dy = _data(rng, shape, np.float32)
+    from normgrad.core.specs import SPECS
+
     forward = {"batch": lambda: K.batchnorm_forward(x, gamma, beta, training=True),
                "layer": lambda: K.layernorm_forward(x, gamma[:3], beta[:3]),
-               "group": lambda: K.groupnorm_forward(x, gamma, beta, 8)}[norm]
+               "group": lambda: K.groupnorm_forward(x, gamma, beta, 8),
+               "instance": lambda: K.norm_forward(SPECS["instance"], x, gamma, beta),
+               "rms": lambda: K.norm_forward(SPECS["rms"], x, gamma[:3], beta[:3] * 0)}[norm]
     backward = {"batch": lambda st: K.batchnorm_backward(dy, x, gamma, st),
                 "layer": lambda st: K.layernorm_backward(dy, x, gamma[:3], st),
-                "group": lambda st: K.groupnorm_backward(dy, x, gamma, 8, st)}[norm]
+                "group": lambda st: K.groupnorm_backward(dy, x, gamma, 8, st),
+                "instance": lambda st: K.norm_backward(SPECS["instance"], dy, x, gamma, st),
+                "rms": lambda st: K.norm_backward(SPECS["rms"], dy, x, gamma[:3], st)}[norm]
     assert np.prod(shape) < K.PARALLEL_MIN_SIZE_BESIDE_TORCH  # so beside torch the serial variant runs
     results = []
     try:

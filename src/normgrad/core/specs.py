@@ -105,5 +105,7 @@ class NormSpec:
 BATCH = NormSpec("batch", features_last=False, across="batch", running_stats=True)
 LAYER = NormSpec("layer", features_last=True, across="sample")
 GROUP = NormSpec("group", features_last=False, across="sample", groups="given")
+INSTANCE = NormSpec("instance", features_last=False, across="sample", groups="channel")
+RMS = NormSpec("rms", features_last=True, across="sample", centered=False)
 
-SPECS = {s.name: s for s in (BATCH, LAYER, GROUP)}
+SPECS = {s.name: s for s in (BATCH, LAYER, GROUP, INSTANCE, RMS)}

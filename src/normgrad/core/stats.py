@@ -81,6 +81,19 @@ def moments(x: np.ndarray, axes: Axes) -> tuple[np.ndarray, np.ndarray, np.ndarr
     return mean, var, xmu
 
 
+def mean_square(x: np.ndarray, axes: Axes) -> np.ndarray:
+    """mean(x**2) over ``axes`` (kept as size 1), float64: the statistic of RMS norm.
+    No cancellation can happen (every term is >= 0); squares that would overflow x's
+    dtype are taken of values scaled by their largest magnitude."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        ms = np.mean(np.square(x), axis=axes, dtype=np.float64, keepdims=True)
+        if not np.isfinite(ms).all():
+            scale = np.max(np.abs(x), axis=axes, keepdims=True).astype(np.float64)
+            ms = np.mean(np.square(x / scale.astype(x.dtype)), axis=axes, dtype=np.float64, keepdims=True)
+            ms *= scale * scale
+    return ms
+
+
 def reduce_sum(a: np.ndarray, axes: Axes, dtype) -> np.ndarray:
     """Sum over ``axes`` accumulated in float64, returned in ``dtype``."""
     return np.sum(a, axis=axes, dtype=np.float64).astype(dtype)
@@ -91,15 +104,17 @@ def reduce_mean(a: np.ndarray, axes: Axes) -> np.ndarray:
     return np.mean(a, axis=axes, dtype=np.float64, keepdims=True).astype(a.dtype)
 
 
-def normalize_backward(dxhat: np.ndarray, xhat: np.ndarray, ivar: np.ndarray, axes: Axes) -> np.ndarray:
+def normalize_backward(dxhat: np.ndarray, xhat: np.ndarray, ivar: np.ndarray, axes: Axes,
+                       centered: bool = True) -> np.ndarray:
     """Closed-form gradient through xhat = (x - mean(x)) * ivar, stats over ``axes``.
 
     dx = ivar * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat))
 
     The first term is the direct path through xhat, the second the path through
-    the mean, the third the path through the variance.
+    the mean, the third the path through the variance. Uncentred (RMS norm:
+    xhat = x * ivar, ivar = 1 / sqrt(mean(x**2) + eps)) there is no mean path.
     """
-    dx = dxhat - reduce_mean(dxhat, axes)
+    dx = dxhat - reduce_mean(dxhat, axes) if centered else dxhat.copy()
     dx -= xhat * reduce_mean(dxhat * xhat, axes)
     dx *= ivar
     return dx

@@ -62,9 +62,15 @@ def finite(name: str, arr: np.ndarray) -> None:
         )
 
 
-def checked_input(name: str, a, ndim: int) -> np.ndarray:
-    """A non-empty, finite floating-point array of rank ``ndim``."""
-    arr = float_array(name, a, ndim)
+def checked_input(name: str, a, ndim: int, min_ndim: int | None = None) -> np.ndarray:
+    """A non-empty, finite floating-point array of rank ``ndim`` (or, given ``min_ndim``,
+    of rank ``min_ndim`` or more; ``ndim`` then only names the layout in the message)."""
+    if min_ndim is None:
+        arr = float_array(name, a, ndim)
+    else:
+        arr = float_array(name, a)
+        if arr.ndim < min_ndim:
+            raise ValueError(f"{name} must have at least {min_ndim} dimensions, got shape {arr.shape}")
     if arr.size == 0:
         raise ValueError(f"{name} must not be empty, got shape {arr.shape}")
     finite(name, arr)
@@ -96,7 +102,7 @@ def param_vector(name: str, a, shapes: tuple[tuple[int, ...], ...], dtype=None) 
     return arr
 
 
-def _real(name: str, value) -> float:
+def real_value(name: str, value) -> float:
     """A real number given as a Python or NumPy scalar or a 0-d array."""
     if isinstance(value, np.ndarray) and value.ndim == 0:
         value = value.item()
@@ -107,7 +113,7 @@ def _real(name: str, value) -> float:
 
 def eps_value(eps, dtype=np.float64) -> float:
     """eps > 0, and small and large enough that sqrt(eps) and 1/sqrt(eps) exist in ``dtype``."""
-    eps = _real("eps", eps)
+    eps = real_value("eps", eps)
     info = np.finfo(dtype)
     if not (eps > 0 and math.isfinite(eps)):
         raise ValueError(f"eps must be a finite number > 0, got {eps}")
@@ -117,7 +123,7 @@ def eps_value(eps, dtype=np.float64) -> float:
 
 
 def momentum_value(momentum) -> float:
-    momentum = _real("momentum", momentum)
+    momentum = real_value("momentum", momentum)
     if not 0.0 <= momentum <= 1.0:
         raise ValueError(f"momentum must lie in [0, 1], got {momentum}")
     return momentum

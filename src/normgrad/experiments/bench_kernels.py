@@ -48,8 +48,9 @@ class Case:
 CASES = [Case("batch", (256, 1024)), Case("batch", (4096, 1024)), Case("batch", (65536, 256)),
          Case("batch", (64, 64, 32, 32)),
          Case("layer", (256, 1024)), Case("layer", (4096, 1024)), Case("layer", (65536, 256)),
-         Case("group", (32, 256, 14, 14), 32)]
-QUICK_CASES = [Case("batch", (256, 1024)), Case("layer", (256, 1024)), Case("group", (8, 16, 8, 8), 4)]
+         Case("group", (32, 256, 14, 14), 32), Case("instance", (32, 64, 28, 28)), Case("rms", (4096, 1024))]
+QUICK_CASES = [Case("batch", (256, 1024)), Case("layer", (256, 1024)), Case("group", (8, 16, 8, 8), 4),
+               Case("instance", (8, 16, 8, 8)), Case("rms", (256, 1024))]
 
 
 def _torch_step(case: Case, torch, x, gamma, beta, dy):

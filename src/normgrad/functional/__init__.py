@@ -7,7 +7,15 @@ from .batchnorm import (
     spatial_batchnorm_backward,
     spatial_batchnorm_forward,
 )
+from .batchvariants import (
+    batchrenorm_backward,
+    batchrenorm_forward,
+    fold_batchnorm,
+    ghost_batchnorm_backward,
+    ghost_batchnorm_forward,
+)
 from .groupnorm import spatial_groupnorm_backward, spatial_groupnorm_forward
+from .instancenorm import instancenorm_backward, instancenorm_forward, rmsnorm_backward, rmsnorm_forward
 from .layernorm import layernorm_backward, layernorm_forward
 from ._norm import NormCache
 
@@ -22,4 +30,13 @@ __all__ = [
     "spatial_batchnorm_backward",
     "spatial_groupnorm_forward",
     "spatial_groupnorm_backward",
+    "instancenorm_forward",
+    "instancenorm_backward",
+    "rmsnorm_forward",
+    "rmsnorm_backward",
+    "batchrenorm_forward",
+    "batchrenorm_backward",
+    "ghost_batchnorm_forward",
+    "ghost_batchnorm_backward",
+    "fold_batchnorm",
 ]

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..core import validate as v
 from ..core.specs import NormSpec, View
-from ..core.stats import center, moments, normalize_backward, reduce_sum
+from ..core.stats import center, mean_square, moments, normalize_backward, reduce_sum
 
 
 @dataclass(frozen=True)
@@ -78,7 +78,10 @@ def normalize(kind: str, spec: NormSpec, x: np.ndarray, gamma: np.ndarray, beta:
     dtype = x.dtype
     view = spec.view(x.shape, G)
     xv = x.reshape(view)
-    if stats is None:
+    if stats is None and not spec.centered:  # RMS norm: var is the mean square, nothing subtracted
+        var = mean_square(xv, spec.reduce_axes)
+        mean, xmu = np.zeros_like(var), xv.copy()
+    elif stats is None:
         mean, var, xmu = moments(xv, spec.reduce_axes)
         if not np.isfinite(var).all():
             raise ValueError("x: the variance of some channel overflows float64 (values near 1e154 or beyond); "
@@ -126,7 +129,7 @@ def norm_backward(dout, cache: NormCache) -> tuple[np.ndarray, np.ndarray, np.nd
     dgamma, dbeta = param_grads(dout, cache)
     dxhat = dout * cache.gamma
     if cache.batch_stats:
-        dx = normalize_backward(dxhat, cache.xhat, cache.ivar, cache.spec.reduce_axes)
+        dx = normalize_backward(dxhat, cache.xhat, cache.ivar, cache.spec.reduce_axes, cache.spec.centered)
     else:
         dx = dxhat * cache.ivar
     return dx.reshape(cache.out_shape), dgamma, dbeta

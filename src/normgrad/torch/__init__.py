@@ -8,7 +8,11 @@ as well as GPU (NCCL).
   operators ``torch.ops.normgrad.norm_forward`` / ``norm_backward`` (``ops``), so
   ``torch.compile``, ``torch.export``, ``torch.jit.trace`` and double backward work.
 - ``SyncBatchNorm``: ``torch.nn.SyncBatchNorm``'s interface, also on CPU tensors:
-  two all-reduces per training step (statistics, gradient sums); eager only.
+  two all-reduces per training step (statistics, gradient sums); eager only;
+  ``revert_sync_batchnorm`` turns it back into batch norm.
+- ``LayerNorm``, ``GroupNorm``, ``InstanceNorm1d/2d``, ``RMSNorm`` (subclasses of
+  torch's) and ``BatchRenorm1d/2d``, ``GhostBatchNorm1d/2d`` (``norms``);
+  ``convert_norms`` swaps torch's norms for normgrad's in a model.
 - ``TorchCommunicator``: ``torch.distributed`` behind the small interface that
   ``normgrad.nn.distributed`` uses for NumPy models.
 - ``run_local``: run a function on several local processes (gloo, 127.0.0.1),
@@ -27,7 +31,28 @@ from . import ops
 from .distributed import TorchCommunicator
 from .functional import batch_norm
 from .launch import RankFailed, run_local
-from .modules import BatchNorm1d, BatchNorm2d, BatchNorm3d, SyncBatchNorm, convert_batchnorm
+from .modules import (
+    BatchNorm1d,
+    BatchNorm2d,
+    BatchNorm3d,
+    SyncBatchNorm,
+    convert_batchnorm,
+    revert_sync_batchnorm,
+)
+from .norms import (
+    BatchRenorm1d,
+    BatchRenorm2d,
+    GhostBatchNorm1d,
+    GhostBatchNorm2d,
+    GroupNorm,
+    InstanceNorm1d,
+    InstanceNorm2d,
+    LayerNorm,
+    RMSNorm,
+    convert_norms,
+)
 
-__all__ = ["BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "SyncBatchNorm", "convert_batchnorm", "batch_norm",
+__all__ = ["BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "SyncBatchNorm", "LayerNorm", "GroupNorm", "RMSNorm",
+           "InstanceNorm1d", "InstanceNorm2d", "BatchRenorm1d", "BatchRenorm2d", "GhostBatchNorm1d",
+           "GhostBatchNorm2d", "convert_batchnorm", "convert_norms", "revert_sync_batchnorm", "batch_norm",
            "TorchCommunicator", "run_local", "RankFailed", "ops"]

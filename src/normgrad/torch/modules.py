@@ -19,7 +19,20 @@ from . import ops
 from .functional import batch_norm
 
 
-class _KernelForward:
+class ReportsPath:
+    """``extra_repr`` ends with the implementation the module's last eager call took
+    (``ops.path_of``), once it has run."""
+
+    def _note_path(self, input: torch.Tensor) -> None:
+        if not torch.compiler.is_compiling():
+            self._path = ops.path_of(input)
+
+    def extra_repr(self) -> str:
+        path = getattr(self, "_path", None)
+        return super().extra_repr() + (f", path={path}" if path else "")
+
+
+class _KernelForward(ReportsPath):
     """``torch.nn.modules.batchnorm._BatchNorm.forward``'s bookkeeping (momentum
     None = cumulative average, num_batches_tracked, when batch statistics are
     used), with normgrad's ``batch_norm`` doing the work. ``extra_repr`` names the
@@ -31,7 +44,7 @@ class _KernelForward:
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         if not torch.compiler.is_compiling():
-            self._path = ops.path_of(input)
+            self._path, self._input_dim = ops.path_of(input), input.dim()
         batch_stats = self.training or (self.running_mean is None and self.running_var is None)
         if batch_stats and self.synchronizes():
             return _synced_forward(self, input, torch.compiler.is_compiling())
@@ -51,11 +64,6 @@ class _KernelForward:
         return batch_norm(input, self.running_mean if keep_running else None,
                           self.running_var if keep_running else None, self.weight, self.bias, batch_stats,
                           factor, self.eps, comm=comm)
-
-    def extra_repr(self) -> str:
-        path = getattr(self, "_path", None)
-        return super().extra_repr() + (f", path={path}" if path else "")
-
 
 _warned_eager_sync = False
 
@@ -145,7 +153,7 @@ class SyncBatchNorm(_KernelForward, _BatchNorm):
         """Replace every batch-norm layer in ``module`` (``torch.nn.BatchNorm*d`` or
         normgrad's) by this class, sharing its parameters and buffers. Returns the
         converted module, like ``torch.nn.SyncBatchNorm.convert_sync_batchnorm``."""
-        return _swap(module, (_BatchNorm,), lambda bn: cls(
+        return _swap(module, (_BatchNorm,), lambda bn: bn if isinstance(bn, SyncBatchNorm) else cls(
             bn.num_features, bn.eps, bn.momentum, bn.affine, bn.track_running_stats, process_group,
             timeout=timeout))
 
@@ -154,16 +162,28 @@ def convert_batchnorm(module: torch.nn.Module) -> torch.nn.Module:
     """Replace every ``torch.nn.BatchNorm1d/2d/3d`` in ``module`` by normgrad's
     kernel-backed class of the same kind, sharing parameters and buffers."""
     kinds = {torch.nn.BatchNorm1d: BatchNorm1d, torch.nn.BatchNorm2d: BatchNorm2d, torch.nn.BatchNorm3d: BatchNorm3d}
-    return _swap(module, tuple(kinds), lambda bn: kinds[type(bn)](
-        bn.num_features, bn.eps, bn.momentum, bn.affine, bn.track_running_stats), exact=True)
+    return swap_exact(module, kinds)
 
 
-def _swap(module, kinds, make, exact: bool = False):
-    """Recursively replace modules of ``kinds`` (exactly those types if ``exact``)
-    by ``make(old)``, moving the old one's parameters, buffers and mode over."""
-    hit = type(module) in kinds if exact else isinstance(module, kinds) and not isinstance(module, SyncBatchNorm)
+def swap_exact(module: torch.nn.Module, kinds: dict) -> torch.nn.Module:
+    """Recursively replace every module whose type is a key of ``kinds`` by an instance
+    of the value class that shares its parameters, buffers, settings and mode (the
+    value classes subclass the keys and add no state). Returns the new root."""
     out = module
-    if hit:
+    if type(module) in kinds:
+        out = kinds[type(module)].__new__(kinds[type(module)])
+        out.__dict__ = {k: (dict(v) if isinstance(v, dict) else v) for k, v in module.__dict__.items()}
+        out.__dict__.pop("_path", None)
+    for name, child in module.named_children():
+        out.add_module(name, swap_exact(child, kinds))
+    return out
+
+
+def _swap(module, kinds, make):
+    """Recursively replace modules of ``kinds`` by ``make(old)``, moving the old one's
+    parameters, buffers and mode over."""
+    out = module
+    if isinstance(module, kinds):
         out = make(module)
         if module.affine:
             out.weight, out.bias = module.weight, module.bias
@@ -173,5 +193,22 @@ def _swap(module, kinds, make, exact: bool = False):
         if hasattr(module, "qconfig"):
             out.qconfig = module.qconfig
     for name, child in module.named_children():
-        out.add_module(name, _swap(child, kinds, make, exact))
+        out.add_module(name, _swap(child, kinds, make))
     return out
+
+
+def revert_sync_batchnorm(module: torch.nn.Module, kind: type | None = None) -> torch.nn.Module:
+    """Replace every ``SyncBatchNorm`` (normgrad's or ``torch.nn.SyncBatchNorm``) in
+    ``module`` by normgrad's ``BatchNorm1d/2d/3d``, sharing parameters and buffers and
+    keeping the train/eval mode: a model trained with synchronized statistics then
+    runs (and exports) in one process.
+
+    The class follows the rank of the last input the layer saw (normgrad's records
+    it); for layers that never ran, or torch's, ``kind`` (default ``BatchNorm2d``)."""
+    by_rank = {2: BatchNorm1d, 3: BatchNorm1d, 4: BatchNorm2d, 5: BatchNorm3d}
+
+    def make(sync):
+        cls = by_rank.get(getattr(sync, "_input_dim", None), kind or BatchNorm2d)
+        return cls(sync.num_features, sync.eps, sync.momentum, sync.affine, sync.track_running_stats)
+
+    return _swap(module, (SyncBatchNorm, torch.nn.SyncBatchNorm), make)
