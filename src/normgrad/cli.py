@@ -51,6 +51,21 @@ def _parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("--quick", action="store_true", help="two small shapes, float32 only (seconds)")
     bench.add_argument("--json", type=Path, help="also write the results to this JSON file")
+
+    experiment = sub.add_parser(
+        "experiment", help="the classic normalization studies, with plots, a report and findings"
+    )
+    experiment.add_argument("name", choices=("deep-net", "init-scale", "batch-size", "steps-to-accuracy",
+                                             "conv-norms", "layernorm-vs-torch", "all"))
+    experiment.add_argument("--dataset", choices=("mnist1d", "digits", "cifar10"), default="mnist1d",
+                            help="MLP studies: mnist1d or digits; conv-norms: digits (mnist1d means digits "
+                                 "there) or cifar10 with --data-root")
+    experiment.add_argument("--data-root", help="the extracted cifar-10-batches-py folder, for --dataset cifar10")
+    experiment.add_argument("--quick", action="store_true", help="small nets and few epochs: seconds, for tests")
+    experiment.add_argument("--seed", type=int, default=0, help="seed of the first run (default 0)")
+    experiment.add_argument("--out", type=Path, default=Path("normgrad-experiments"),
+                            help="output directory; re-running with it resumes (default ./normgrad-experiments)")
+    experiment.add_argument("--jobs", type=int, help="worker processes (default: the number of cores)")
     return parser
 
 
@@ -84,6 +99,17 @@ def _bench(args) -> int:
     return bench.run(Console(width=None if sys.stdout.isatty() else 120), quick=args.quick, json_path=args.json)
 
 
+def _experiment(args) -> int:
+    from rich.console import Console
+
+    from .experiments import experiment
+
+    if args.jobs is not None and args.jobs < 1:
+        raise ValueError(f"--jobs must be >= 1, got {args.jobs}")
+    return experiment.run(Console(), args.name, args.out, quick=args.quick, seed=args.seed, jobs=args.jobs,
+                          dataset=args.dataset, data_root=args.data_root)
+
+
 def _check(args) -> int:
     from rich.console import Console
 
@@ -102,7 +128,7 @@ def _check(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    commands = {"demo": _demo, "graph": _graph, "bench": _bench, "check": _check}
+    commands = {"demo": _demo, "graph": _graph, "bench": _bench, "check": _check, "experiment": _experiment}
     try:
         return commands[args.command](args)
     except ValueError as err:  # bad options: say what is wrong, no traceback

@@ -8,10 +8,10 @@ import numpy as np
 from .. import kernels
 from ..core import running
 from ..core import validate as v
-from ..core.specs import BATCH, GROUP, LAYER
+from ..core.specs import BATCH, GROUP, INSTANCE, LAYER
 from ..functional import layers as L
 
-SPECS = {"batchnorm": BATCH, "layernorm": LAYER, "groupnorm": GROUP}
+SPECS = {"batchnorm": BATCH, "layernorm": LAYER, "groupnorm": GROUP, "instancenorm": INSTANCE}
 
 
 def norm_forward(kind: str, a: np.ndarray, gamma, beta, param: dict, mode: str, G: int | None = None):

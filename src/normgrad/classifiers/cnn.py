@@ -8,23 +8,30 @@ from ..functional import layers as L
 from ._base import Classifier, gaussian, generators, norm_backward, norm_forward
 
 
+CONV_NORMALIZATIONS = (None, "batchnorm", "groupnorm", "layernorm", "instancenorm")
+
+
 class ConvNet(Classifier):
-    """[conv3x3 - spatial batch/group norm - relu - 2x2 max pool] x len(num_filters) - affine - softmax.
+    """[conv3x3 - norm - relu - 2x2 max pool] x len(num_filters) - affine - softmax.
 
     - input_dim: (C, H, W); H and W must halve len(num_filters) times
-    - normalization: 'batchnorm', 'groupnorm' (with G groups) or None
+    - normalization: 'batchnorm' (spatial), 'groupnorm' (with G groups), 'layernorm'
+      (over (C, H, W) per example: group norm with one group), 'instancenorm' (per
+      example and channel) or None
     - weight_scale: std of the initial weights (None: He, sqrt(2 / fan_in))
     - rng: an int seed or a Generator for the initial weights; None: NumPy's global generator
     """
 
     def __init__(self, input_dim=(1, 8, 8), num_filters=(16, 32), num_classes=10, normalization="batchnorm",
                  G=4, reg=0.0, weight_scale=None, dtype=np.float32, rng=None):
-        if normalization not in (None, "batchnorm", "groupnorm"):
-            raise ValueError(f"normalization must be None, 'batchnorm' or 'groupnorm', got {normalization!r}")
+        if normalization not in CONV_NORMALIZATIONS:
+            raise ValueError(f"normalization must be one of {CONV_NORMALIZATIONS}, got {normalization!r}")
         C, H, W = input_dim
         if H % 2 ** len(num_filters) or W % 2 ** len(num_filters):
             raise ValueError(f"input {H}x{W} cannot be halved {len(num_filters)} times")
         self.normalization, self.G, self.reg, self.dtype = normalization, G, reg, np.dtype(dtype)
+        # layer norm over (C, H, W) is group norm with a single group
+        self._norm_kind, self._norm_groups = ("groupnorm", 1) if normalization == "layernorm" else (normalization, G)
         weights, _ = generators(rng)
         self.params: dict[str, np.ndarray] = {}
         self.n_conv = len(num_filters)
@@ -56,8 +63,9 @@ class ConvNet(Classifier):
             a, conv_cache = L.conv_forward(h, self.params[f"W{i}"], self.params[f"b{i}"], conv_param)
             norm_cache = None
             if self.normalization:
-                a, norm_cache = norm_forward(self.normalization, a, self.params[f"gamma{i}"],
-                                             self.params[f"beta{i}"], self.bn_params[i - 1], mode, self.G)
+                a, norm_cache = norm_forward(self._norm_kind, a, self.params[f"gamma{i}"],
+                                             self.params[f"beta{i}"], self.bn_params[i - 1], mode,
+                                             self._norm_groups)
             r, relu_cache = L.relu_forward(a)
             h, pool_cache = L.max_pool_forward(r, pool_param)
             caches.append((conv_cache, norm_cache, relu_cache, pool_cache))

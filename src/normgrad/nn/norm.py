@@ -32,6 +32,15 @@ class _NormBase(Module):
             self.params["bias"] = np.zeros(num_features, self.dtype)
         self._saved = None
 
+    def _init_running(self, momentum: float | None, track_running_stats: bool) -> None:
+        """momentum and, when tracked, the running-statistics buffers (PyTorch's names and starts)."""
+        self.momentum = None if momentum is None else v.momentum_value(momentum)
+        self.track_running_stats = bool(track_running_stats)
+        if self.track_running_stats:
+            self.buffers["running_mean"] = np.zeros(self.num_features, self.dtype)
+            self.buffers["running_var"] = np.ones(self.num_features, self.dtype)
+            self.buffers["num_batches_tracked"] = np.array(0, dtype=np.int64)
+
     def _gamma_beta(self):
         if self.affine:
             return self.params["weight"], self.params["bias"]
@@ -54,12 +63,7 @@ class _BatchNorm(_NormBase):
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1,
                  affine: bool = True, track_running_stats: bool = True, dtype=np.float32):
         super().__init__(num_features, eps, affine, dtype)
-        self.momentum = None if momentum is None else v.momentum_value(momentum)
-        self.track_running_stats = bool(track_running_stats)
-        if self.track_running_stats:
-            self.buffers["running_mean"] = np.zeros(num_features, self.dtype)
-            self.buffers["running_var"] = np.ones(num_features, self.dtype)
-            self.buffers["num_batches_tracked"] = np.array(0, dtype=np.int64)
+        self._init_running(momentum, track_running_stats)
 
     def _check_input_dim(self, x):
         raise NotImplementedError
@@ -244,12 +248,7 @@ class _InstanceNorm(_NormBase):
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1, affine: bool = False,
                  track_running_stats: bool = False, dtype=np.float32):
         super().__init__(num_features, eps, affine, dtype)
-        self.momentum = None if momentum is None else v.momentum_value(momentum)
-        self.track_running_stats = bool(track_running_stats)
-        if self.track_running_stats:
-            self.buffers["running_mean"] = np.zeros(num_features, self.dtype)
-            self.buffers["running_var"] = np.ones(num_features, self.dtype)
-            self.buffers["num_batches_tracked"] = np.array(0, dtype=np.int64)
+        self._init_running(momentum, track_running_stats)
 
     def forward(self, x):
         """x: (N, C, *spatial) with ``spatial_dims`` spatial axes. Returns y of x's shape."""
