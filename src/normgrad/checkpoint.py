@@ -4,8 +4,13 @@ A checkpoint holds a tree of dicts and lists whose leaves are NumPy arrays or
 JSON values (numbers, strings, booleans, None). ``save`` moves each array into
 the archive under a key of its own and leaves a reference to it in the JSON
 (``{"__array__": key}``); ``load`` puts them back. Files are written atomically
-(the previous file survives a failure) and read with ``allow_pickle=False``:
+(the previous file survives a failure; a writer killed half-way leaves a temporary
+file that the next save to the same path removes) and read with ``allow_pickle=False``:
 loading a checkpoint never runs code.
+
+Format 3 (``FORMAT``) is format 2 with more in the tree (the Solver's checkpoints record
+the model they belong to and all their settings); ``load`` reads both, and the tree it
+returns has the file's ``"format"``.
 """
 
 from __future__ import annotations
@@ -19,7 +24,8 @@ import numpy as np
 
 from ._io import atomic_write
 
-FORMAT = "normgrad-checkpoint-2"
+FORMAT = "normgrad-checkpoint-3"
+READABLE = (FORMAT, "normgrad-checkpoint-2")
 _META = "__meta__"
 
 
@@ -74,9 +80,10 @@ def load(path, required: tuple[str, ...] = ()) -> dict:
         meta = json.loads(str(files.pop(_META)))
     except ValueError as err:
         raise ValueError(f"{path}: its {_META!r} entry is not valid JSON ({err})") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+    if not isinstance(meta, dict) or meta.get("format") not in READABLE:
         found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
-        raise ValueError(f"{path} is not a {FORMAT} file (format {found!r})")
+        raise ValueError(f"{path} is not a normgrad checkpoint this version reads (format {found!r}; "
+                         f"readable: {', '.join(READABLE)})")
     missing = [k for k in required if k not in meta]
     if missing:
         raise ValueError(f"{path} is an incomplete checkpoint: missing {missing}")

@@ -20,21 +20,35 @@ parameters instead of raising. With ``checkpoint_name`` set, a checkpoint is wri
 end of every epoch (``{checkpoint_name}_epoch_{k}.npz``, plus ``{checkpoint_name}_latest.npz``,
 in the format of ``normgrad.checkpoint``); ``epoch_callback(solver)``, if given, is
 called after each epoch's accuracy check. ``Solver.resume(path, model, data)``
-continues from one to exactly the parameters an uninterrupted run reaches.
+continues from one to exactly the parameters an uninterrupted run reaches, with every
+setting the run was started with (checkpointing included); a checkpoint records the
+model it belongs to and refuses any other.
+
+Every setting is checked when the Solver is made (the checkpoint folder included), and a
+training step is all or nothing: one that raises leaves the parameters, the optimizer's
+configs, the model's state and the counters as they were.
 """
 
 from __future__ import annotations
 
+import json
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
 
 from . import checkpoint, optim
 from .core.validate import NonFiniteError
-from .training import Progress, accuracy, check_data, update_rule_of
+from .training import Progress, accuracy, check_data, check_output_prefix, check_settings, update_rule_of
 
 _REQUIRED = ("settings", "progress", "rng", "params", "model_state", "best", "optim_configs")
+# What a checkpoint restores: every argument of Solver but those that are objects of the running
+# process (progress, console, epoch_callback, iteration_callback), which resume takes again.
+_SETTINGS = ("update_rule", "optim_config", "lr_decay", "batch_size", "num_epochs", "num_train_samples",
+             "num_val_samples", "checkpoint_name", "print_every", "verbose", "seed", "label", "check_first_step",
+             "stop_on_divergence")
+_PROGRESS = ("epoch", "t", "best_val_acc", "loss_history", "train_acc_history", "val_acc_history", "epoch_times")
 
 
 class Solver:
@@ -45,14 +59,17 @@ class Solver:
         self.model = model
         self.X_train, self.y_train, self.X_val, self.y_val = check_data(data)
         self.update_rule_name, self.update_rule = update_rule_of(update_rule)
-        if batch_size < 1 or num_epochs < 0:
-            raise ValueError(f"batch_size must be >= 1 and num_epochs >= 0, got {batch_size}, {num_epochs}")
+        optim.check_config(self.update_rule, optim_config)
+        n = check_settings(batch_size, num_epochs, num_train_samples, num_val_samples, print_every, lr_decay, seed,
+                           epoch_callback)
+        checkpoint_name = check_output_prefix(checkpoint_name)  # before any work: a run cannot fail at its end
         self.optim_config = dict(optim_config or {})
-        self.lr_decay, self.batch_size, self.num_epochs = lr_decay, int(batch_size), int(num_epochs)
-        self.num_train_samples, self.num_val_samples = num_train_samples, num_val_samples
-        self.checkpoint_name, self.print_every, self.verbose = checkpoint_name, print_every, verbose
+        self.lr_decay, self.batch_size, self.num_epochs = n["lr_decay"], n["batch_size"], n["num_epochs"]
+        self.num_train_samples, self.num_val_samples = n["num_train_samples"], n["num_val_samples"]
+        self.checkpoint_name, self.print_every, self.verbose = checkpoint_name, n["print_every"], verbose
         self.progress, self.console, self.label, self.epoch_callback = progress, console, label, epoch_callback
-        self.check_first_step, self.stop_on_divergence, self.seed = check_first_step, stop_on_divergence, seed
+        self.check_first_step, self.stop_on_divergence, self.seed = check_first_step, stop_on_divergence, n["seed"]
+        self.resumed_from, self.changed_settings = None, {}  # set by resume
         self._reset()
 
     def _reset(self):
@@ -73,6 +90,26 @@ class Solver:
         return self.model.state() if hasattr(self.model, "state") else None
 
     def _step(self, idx):
+        """One iteration, all or nothing: if it raises (a refused update, divergence with
+        ``stop_on_divergence``, an interrupt), the parameters, the optimizer's configs, the
+        model's state (running statistics, generator) and the counters are as before it."""
+        before = self._model_state()
+        try:
+            loss, updated, configs = self._attempt(idx)
+        except BaseException:
+            if before is not None:
+                self.model.load_state(before)
+            raise
+        self.t += 1
+        self.loss_history.append(loss)
+        if configs is not None:
+            self.optim_configs.update(configs)
+        if updated is not None:
+            self.model.params.update(updated)
+
+    def _attempt(self, idx):
+        """(loss, new parameters, new optimizer configs) of one step, changing neither;
+        None for what a diverged step (without ``stop_on_divergence``) keeps as it was."""
         # The data were checked finite up front, so a NaN or Inf met inside the model
         # means training diverged: say so, instead of a wall of overflow warnings.
         with np.errstate(over="ignore", invalid="ignore"):
@@ -80,21 +117,23 @@ class Solver:
                 loss, grads = self.model.loss(self.X_train[idx], self.y_train[idx])
             except NonFiniteError:
                 loss, grads = float("nan"), None
-        self.t += 1
-        if not np.isfinite(loss) or grads is None:
-            if self.stop_on_divergence:
-                raise FloatingPointError(f"training diverged: the loss became {loss} at iteration {self.t}; "
-                                         "lower the learning rate or the weight scale")
-            self.loss_history.append(float("nan"))  # recorded; the parameters stay the last finite ones
-            return
-        self.loss_history.append(float(loss))
-        updated = {}
-        with np.errstate(over="ignore", invalid="ignore"):
+            if not np.isfinite(loss) or grads is None:
+                self._diverged(f"the loss became {loss}")
+                return float("nan"), None, None  # recorded; the parameters stay the last finite ones
+            updated, configs = {}, {}
             for name, w in self.model.params.items():
-                next_w, self.optim_configs[name] = self.update_rule(w, grads[name], self.optim_configs[name])
-                updated[name] = next_w.astype(w.dtype, copy=False)
-        if self.stop_on_divergence or all(np.isfinite(w).all() for w in updated.values()):
-            self.model.params.update(updated)
+                # on a copy: the rule fills it in, and ours changes only once every parameter's update is made
+                next_w, configs[name] = self.update_rule(w, grads[name], dict(self.optim_configs[name]))
+                updated[name] = np.asarray(next_w).astype(w.dtype, copy=False)
+        if not all(np.isfinite(w).all() for w in updated.values()):
+            self._diverged("the parameters became NaN or Inf")
+            updated = None
+        return float(loss), updated, configs
+
+    def _diverged(self, what: str) -> None:
+        if self.stop_on_divergence:
+            raise FloatingPointError(f"training diverged: {what} at iteration {self.t + 1}; "
+                                     "lower the learning rate or the weight scale")
 
     def check_accuracy(self, X, y, num_samples=None, batch_size=100) -> float:
         """Fraction of X classified as y, on a seeded subsample of num_samples if given."""
@@ -146,41 +185,169 @@ class Solver:
 
     @classmethod
     def resume(cls, path, model, data, **kwargs) -> "Solver":
-        """A Solver continuing from checkpoint ``path``; its settings come from the
-        checkpoint unless given in ``kwargs`` (e.g. a larger num_epochs)."""
+        """A Solver continuing the run saved at ``path`` (a checkpoint this class wrote).
+
+        ``model`` must be built as the run's was: same class, layer sizes, normalization
+        and dtype (the checkpoint records them), or a ValueError names the difference.
+        Every setting the run was started with comes back from the checkpoint (update rule
+        and optim_config, lr_decay, batch_size, num_epochs, num_train_samples,
+        num_val_samples, checkpoint_name, print_every, verbose, seed, ...), so the resumed
+        run goes on checkpointing. A setting given in ``kwargs`` replaces the saved one
+        (a larger num_epochs; checkpoint_name=None to stop checkpointing): the changes are
+        in ``solver.changed_settings`` and printed when verbose. What a checkpoint cannot
+        hold is given here again: ``progress``, ``console``, the callbacks, and an update
+        rule that is a function of your own. A refused resume changes nothing.
+        When the run drew from NumPy's global generator (no ``seed``), resume sets that
+        generator to its state at the checkpoint.
+        """
+        path = Path(path)
         saved = checkpoint.load(path, _REQUIRED)
-        missing = sorted(set(model.params) - set(saved["params"]))
-        if missing:
-            raise ValueError(f"checkpoint {path} lacks parameters {missing} of this model")
-        solver = cls(model, data, **{**saved["settings"], **kwargs})
+        settings, changed = _settings(saved, path, kwargs)
+        _check_model(saved, model, path)
+        solver = cls.__new__(cls)  # a subclass's __init__ takes its own arguments; these are Solver's
+        Solver.__init__(solver, model, data, **settings)
         _restore(solver, saved)
+        solver.resumed_from, solver.changed_settings = path, changed
+        if solver.verbose:
+            given = "; ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in changed.items())
+            print(f"Resuming {path} at epoch {solver.epoch} / {solver.num_epochs}"
+                  + (f"; changed from the checkpoint: {given}" if given else ""))
         return solver
 
 
+def _architecture(model) -> dict:
+    """What the model is (``model.architecture()``; for another model, its class and its
+    parameters' shapes and dtypes), as JSON values, as a checkpoint records it."""
+    if hasattr(model, "architecture"):
+        arch = model.architecture()
+    else:
+        arch = {"class": type(model).__qualname__,
+                "params": {k: [list(np.shape(w)), str(np.asarray(w).dtype)] for k, w in model.params.items()}}
+    return json.loads(json.dumps(arch))
+
+
+def _uses_numpy_global(solver: Solver) -> bool:
+    """Whether the run draws from NumPy's global generator (the course's way): no seed, or
+    dropout masks from a model without a generator of its own."""
+    model = solver.model
+    return solver.rng is None or (getattr(model, "use_dropout", False) and getattr(model, "rng", None) is None)
+
+
 def _state(solver: Solver) -> dict:
-    """What a checkpoint holds: settings, progress, random state, the model's and the optimizer's state."""
+    """What a checkpoint holds: the model it belongs to, settings, progress, random state,
+    the model's and the optimizer's state."""
     s = solver
+    builtin = optim.RULES.get(s.update_rule_name) is s.update_rule
+    numpy_rng = list(np.random.get_state()) if _uses_numpy_global(s) else None
     return {
-        "settings": dict(update_rule=s.update_rule_name, lr_decay=s.lr_decay, batch_size=s.batch_size,
-                         num_epochs=s.num_epochs, seed=s.seed),
+        "architecture": _architecture(s.model),
+        "settings": dict(update_rule=s.update_rule_name if builtin else None, update_rule_name=s.update_rule_name,
+                         optim_config=s.optim_config, lr_decay=s.lr_decay, batch_size=s.batch_size,
+                         num_epochs=s.num_epochs, num_train_samples=s.num_train_samples,
+                         num_val_samples=s.num_val_samples, checkpoint_name=s.checkpoint_name,
+                         print_every=s.print_every, verbose=bool(s.verbose), seed=s.seed, label=str(s.label),
+                         check_first_step=bool(s.check_first_step), stop_on_divergence=bool(s.stop_on_divergence)),
         "progress": dict(epoch=s.epoch, t=s.t, best_val_acc=s.best_val_acc, loss_history=s.loss_history,
                          train_acc_history=s.train_acc_history, val_acc_history=s.val_acc_history,
                          epoch_times=s.epoch_times),
-        "rng": None if s.rng is None else s.rng.bit_generator.state, "params": s.model.params,
-        "model_state": s._model_state(),
+        "rng": None if s.rng is None else s.rng.bit_generator.state, "numpy_rng": numpy_rng,
+        "params": s.model.params, "model_state": s._model_state(),
         "best": {"params": s.best_params, "state": s.best_state}, "optim_configs": s.optim_configs,
     }
 
 
+def _same(a, b) -> bool:
+    try:
+        return bool(a == b)
+    except (ValueError, TypeError):  # arrays inside
+        return False
+
+
+def _settings(saved: dict, path: Path, kwargs: dict) -> tuple[dict, dict]:
+    """(Solver's arguments: the checkpoint's settings, replaced by ``kwargs``; the settings
+    ``kwargs`` changed, name -> (saved, given)). An update rule the checkpoint could not
+    hold must be in ``kwargs``; an older checkpoint's unrecorded settings are warned about."""
+    stored = dict(saved["settings"])
+    rule_name = stored.pop("update_rule_name", stored.get("update_rule"))
+    if saved.get("format") != checkpoint.FORMAT:
+        unrecorded = [k for k in _SETTINGS if k not in stored and k not in kwargs]
+        if unrecorded:
+            warnings.warn(f"{path} is a {saved.get('format')} checkpoint, which does not record {unrecorded}: "
+                          "they take Solver's defaults unless given to resume", UserWarning, stacklevel=3)
+    if "update_rule" not in kwargs and stored.get("update_rule") not in optim.RULES:
+        raise ValueError(f"{path} was trained with the update rule {rule_name!r}, a function of your own that a "
+                         "checkpoint cannot hold: give it again, Solver.resume(..., update_rule=...)")
+    changed = {}
+    for key, given in kwargs.items():
+        if key not in stored:
+            continue
+        old, new = stored[key], given
+        if key == "update_rule":
+            old, new = rule_name, update_rule_of(given)[0]
+        elif key == "checkpoint_name" and given is not None:
+            new = str(given)
+        if not _same(old, new):
+            changed[key] = (old, new)
+    return {**stored, **kwargs}, changed
+
+
+_ABSENT = object()
+
+
+def _show(value) -> str:
+    return "(not recorded)" if value is _ABSENT else json.dumps(value)
+
+
+def _check_model(saved: dict, model, path: Path) -> None:
+    """Raise a ValueError naming every way ``model`` differs from the one the checkpoint
+    belongs to: its recorded architecture, else its parameters' names, shapes and dtypes
+    (all an older checkpoint records)."""
+    problems = []
+    recorded = saved.get("architecture")
+    if recorded is not None:
+        current = _architecture(model)
+        for key in dict.fromkeys([*recorded, *current]):
+            there, here = recorded.get(key, _ABSENT), current.get(key, _ABSENT)
+            if there != here:
+                problems.append(f"{key} {_show(there)} there, {_show(here)} here")
+    if not problems:
+        params = saved["params"]
+        missing, extra = sorted(set(model.params) - set(params)), sorted(set(params) - set(model.params))
+        if missing:
+            problems.append(f"it lacks parameters {missing} of this model")
+        if extra:
+            problems.append(f"it has parameters {extra} that this model lacks")
+        for key in [k for k in model.params if k in params]:
+            there, here = np.asarray(params[key]), np.asarray(model.params[key])
+            if there.shape != here.shape:
+                problems.append(f"{key} has shape {there.shape} there, {here.shape} here")
+            elif there.dtype != here.dtype:
+                problems.append(f"{key} is {there.dtype} there, {here.dtype} here")
+    if problems:
+        raise ValueError(f"checkpoint {path} belongs to another model: " + "; ".join(problems))
+
+
 def _restore(solver: Solver, saved: dict) -> None:
-    """Put a loaded checkpoint's state (``_state``) into ``solver`` and its model."""
+    """Put a loaded checkpoint's state (``_state``) into ``solver`` and its model; if the
+    model refuses its state, its parameters and state are put back as they were."""
     model = solver.model
-    model.params.update(saved["params"])
-    if saved["model_state"] is not None and hasattr(model, "load_state"):
-        model.load_state(saved["model_state"])
+    params, state = dict(model.params), solver._model_state()
+    try:
+        model.params.update({k: saved["params"][k] for k in model.params})
+        if saved["model_state"] is not None and hasattr(model, "load_state"):
+            model.load_state(saved["model_state"])
+    except BaseException:
+        model.params.clear()
+        model.params.update(params)
+        if state is not None:
+            model.load_state(state)
+        raise
     solver.best_params, solver.best_state = saved["best"]["params"], saved["best"]["state"]
     solver.optim_configs = saved["optim_configs"]
     if saved["rng"] is not None and solver.rng is not None:
         solver.rng.bit_generator.state = saved["rng"]
-    for key, value in saved["progress"].items():
-        setattr(solver, key, value)
+    for key in _PROGRESS:
+        if key in saved["progress"]:
+            setattr(solver, key, saved["progress"][key])
+    if saved.get("numpy_rng") is not None:
+        np.random.set_state(tuple(saved["numpy_rng"]))

@@ -1,7 +1,12 @@
-"""The Solver's helpers that are not the loop itself: checking its data and its
-update rule, measuring accuracy, and showing its progress."""
+"""The Solver's helpers that are not the loop itself: checking its data, its update
+rule, its settings and its output path, measuring accuracy, and showing its progress."""
 
 from __future__ import annotations
+
+import math
+import os
+from numbers import Integral, Real
+from pathlib import Path
 
 import numpy as np
 
@@ -35,6 +40,55 @@ def update_rule_of(rule) -> tuple[str, object]:
     if not callable(rule):
         raise ValueError(f"update_rule must be a name or a function, got {rule!r}")
     return getattr(rule, "__name__", "custom"), rule
+
+
+def _integer(name: str, value, low: int, optional: bool = False):
+    if optional and value is None:
+        return None
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, Integral) or value < low:
+        none = " or None" if optional else ""
+        raise ValueError(f"{name} must be an integer >= {low}{none}, got {value!r}")
+    return int(value)
+
+
+def check_settings(batch_size, num_epochs, num_train_samples, num_val_samples, print_every, lr_decay, seed,
+                   epoch_callback) -> dict:
+    """The Solver's numeric settings as plain ints/floats, or a ValueError/TypeError naming the one at fault."""
+    if isinstance(lr_decay, (bool, np.bool_)) or not isinstance(lr_decay, Real) \
+            or not (0 <= float(lr_decay) < math.inf):
+        raise ValueError(f"lr_decay must be a finite number >= 0, got {lr_decay!r}")
+    if epoch_callback is not None and not callable(epoch_callback):
+        raise TypeError(f"epoch_callback must be a function of the solver or None, got {type(epoch_callback).__name__}")
+    return dict(batch_size=_integer("batch_size", batch_size, 1), num_epochs=_integer("num_epochs", num_epochs, 0),
+                num_train_samples=_integer("num_train_samples", num_train_samples, 1, optional=True),
+                num_val_samples=_integer("num_val_samples", num_val_samples, 1, optional=True),
+                print_every=_integer("print_every", print_every, 1), lr_decay=float(lr_decay),
+                seed=_integer("seed", seed, 0, optional=True))
+
+
+def check_output_prefix(name) -> str | None:
+    """``checkpoint_name`` as a string, once its files (``NAME_epoch_K.npz``, ``NAME_latest.npz``)
+    are known to be writable: the nearest existing folder above them is a folder we may write
+    in, and ``NAME_latest.npz`` is not a folder. Checked before training, so a run cannot
+    fail at its first checkpoint; nothing is created here."""
+    if name is None:
+        return None
+    if not isinstance(name, (str, os.PathLike)):
+        raise TypeError(f"checkpoint_name must be a path prefix (str) or None, got {type(name).__name__}")
+    name = os.fspath(name)
+    if not name or name.endswith(os.sep):
+        raise ValueError(f"checkpoint_name must be a path prefix such as 'runs/mlp', got {name!r}")
+    latest = Path(f"{name}_latest.npz")
+    if latest.is_dir():
+        raise ValueError(f"checkpoint_name {name!r}: {latest} is a folder")
+    folder = latest.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise ValueError(f"checkpoint_name {name!r}: {folder} is a file, so the checkpoints cannot go under it")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ValueError(f"checkpoint_name {name!r}: the folder {folder} is not writable")
+    return name
 
 
 def accuracy(model, X, y, num_samples=None, batch_size=100) -> float:

@@ -99,6 +99,13 @@ class Classifier:
         grads[f"W{k}"] = dw + self.reg * self.params[f"W{k}"]
         return loss, grads, dh
 
+    def architecture(self) -> dict:
+        """What a checkpoint of this model must match to be loaded into another: the class,
+        the layer sizes, the normalization and the dtype (JSON values). Each net lists its
+        own constructor's sizes; this default lists every parameter's shape."""
+        return {"class": type(self).__name__, "dtype": str(self.dtype),
+                "params": {name: list(w.shape) for name, w in self.params.items()}}
+
     def state(self) -> dict:
         """What a checkpoint keeps besides ``params``: each layer's bn_param (running
         statistics, mode, eps, momentum) and the random generator's state."""

@@ -27,6 +27,7 @@ class ConvNet(Classifier):
         if normalization not in CONV_NORMALIZATIONS:
             raise ValueError(f"normalization must be one of {CONV_NORMALIZATIONS}, got {normalization!r}")
         C, H, W = input_dim
+        self.input_dim, self.num_filters, self.num_classes = (C, H, W), list(num_filters), num_classes
         if H % 2 ** len(num_filters) or W % 2 ** len(num_filters):
             raise ValueError(f"input {H}x{W} cannot be halved {len(num_filters)} times")
         self.normalization, self.G, self.reg, self.dtype = normalization, G, reg, np.dtype(dtype)
@@ -52,6 +53,12 @@ class ConvNet(Classifier):
         for key, value in self.params.items():
             self.params[key] = value.astype(self.dtype)
         self.bn_params = [{"mode": "train"} for _ in range(self.n_conv)]
+
+    def architecture(self) -> dict:
+        """Class, layer sizes, normalization (and G) and dtype (see ``Classifier.architecture``)."""
+        return {"class": type(self).__name__, "input_dim": list(self.input_dim), "num_filters": self.num_filters,
+                "num_classes": self.num_classes, "normalization": self.normalization,
+                "G": self.G if self.normalization == "groupnorm" else None, "dtype": str(self.dtype)}
 
     def loss(self, X, y=None):
         """Scores (N, classes) when y is None (test mode); else (loss, grads) with grads like params."""
@@ -96,6 +103,7 @@ class ThreeLayerConvNet(Classifier):
     def __init__(self, input_dim=(3, 32, 32), num_filters=32, filter_size=7, hidden_dim=100, num_classes=10,
                  weight_scale=1e-3, reg=0.0, dtype=np.float32, rng=None):
         C, H, W = input_dim
+        self.input_dim = (C, H, W)
         if H % 2 or W % 2 or filter_size % 2 == 0:
             raise ValueError(f"need an even H, W and an odd filter_size, got {input_dim} and {filter_size}")
         self.reg, self.dtype, self.bn_params = reg, np.dtype(dtype), []
@@ -105,6 +113,13 @@ class ThreeLayerConvNet(Classifier):
                   "W3": (hidden_dim, num_classes), "b3": (num_classes,)}
         self.params = {name: (gaussian(weights, shape, weight_scale) if name[0] == "W" else np.zeros(shape))
                        .astype(self.dtype) for name, shape in shapes.items()}
+
+    def architecture(self) -> dict:
+        """Class, layer sizes and dtype (see ``Classifier.architecture``); no normalization."""
+        F, _, size, _ = self.params["W1"].shape
+        return {"class": type(self).__name__, "input_dim": list(self.input_dim), "num_filters": F,
+                "filter_size": size, "hidden_dim": self.params["W2"].shape[1],
+                "num_classes": self.params["W3"].shape[1], "normalization": None, "dtype": str(self.dtype)}
 
     def loss(self, X, y=None):
         """Scores (N, classes) when y is None; else (loss, grads) with grads like params."""

@@ -57,6 +57,12 @@ class FullyConnectedNet(Classifier):
         self.record_activations = False
         self.activations: list[np.ndarray] = []  # per hidden layer, before the relu, when recorded
 
+    def architecture(self) -> dict:
+        """Class, layer sizes, normalization and dtype (see ``Classifier.architecture``)."""
+        dims = [self.params[f"W{i}"].shape[1] for i in range(1, self.num_layers + 1)]
+        return {"class": type(self).__name__, "input_dim": self.params["W1"].shape[0], "hidden_dims": dims[:-1],
+                "num_classes": dims[-1], "normalization": self.normalization, "dtype": str(self.dtype)}
+
     def loss(self, X, y=None):
         """Scores (N, C) when y is None (test mode); else (loss, grads) with grads like params."""
         X = self._inputs(X)
