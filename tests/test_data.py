@@ -107,3 +107,18 @@ def test_cifar10_missing_files(tmp_path):
     (tmp_path / "data_batch_1").write_bytes(b"")
     with pytest.raises(ValueError, match="not a plain CIFAR-10 batch"):
         load_cifar10(tmp_path)
+
+
+@pytest.mark.parametrize("payload,what", [
+    (b"\x80\x04}\x94(C\x04data\x94\x8e" + (2**62).to_bytes(8, "little") + b"abc", "bytes8"),
+    (b"\x80\x04\x8d" + (2**62).to_bytes(8, "little") + b"abc", "unicodestring8"),
+    (b"\x80\x05\x96" + (2**62).to_bytes(8, "little") + b"abc", "bytearray8"),
+    (b"\x80\x04\x95" + (2**62).to_bytes(8, "little") + b"abc", "frame at byte 2 declares 4611686018427387904 bytes"),
+], ids=["bytes8", "unicode8", "bytearray8", "frame"])
+def test_cifar10_names_a_length_the_file_cannot_hold(tmp_path, rng, payload, what):
+    """A header declaring 2**62 bytes: a ValueError naming the lie, not a bare MemoryError."""
+    _write_batches(tmp_path, rng)
+    (tmp_path / "data_batch_2").write_bytes(payload)
+    with pytest.raises(ValueError, match=rf"data_batch_2: not a plain CIFAR-10 batch \(.*{what}.*"
+                                         rf"the file has {len(payload)}"):
+        load_cifar10(tmp_path)

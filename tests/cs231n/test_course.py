@@ -262,3 +262,19 @@ def test_shim_writes_a_cs231n_package_that_re_exports_normgrad(tmp_path):
     assert "the course stub" in (course / "layers.py.orig").read_text()
     shim.undo(tmp_path / "assignment2")
     assert "the course stub" in (course / "layers.py").read_text() and not (course / "solver.py").exists()
+
+
+def test_shim_refuses_a_folder_that_is_not_there_and_creates_nothing(tmp_path, capsys):
+    from normgrad.cs231n.__main__ import main
+
+    for action in ("shim", "unshim"):
+        assert main([action, str(tmp_path / "asignment2")]) == 2  # a typo
+        assert "asignment2 does not exist: give the assignment folder" in capsys.readouterr().err
+    (tmp_path / "notes.txt").write_text("x")
+    assert main(["shim", str(tmp_path / "notes.txt")]) == 2
+    assert "notes.txt is a file" in capsys.readouterr().err
+    (tmp_path / "a2").mkdir()
+    (tmp_path / "a2" / "cs231n").write_text("not a package")  # a file where the package goes
+    with pytest.raises(ValueError, match=r"cs231n is a file where the shim needs a folder; nothing was written"):
+        shim.write(tmp_path / "a2")
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["a2", "cs231n", "notes.txt"]

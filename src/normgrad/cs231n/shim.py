@@ -34,11 +34,30 @@ def _is_shim(path: Path) -> bool:
     return path.exists() and path.read_text(errors="replace").startswith(MARK)
 
 
+def _assignment_folder(folder) -> Path:
+    """``folder`` as a Path, if it is an existing folder; else a ValueError (nothing is created:
+    a mistyped path must not become a new, empty assignment)."""
+    path = Path(folder)
+    if not path.is_dir():
+        what = "is a file" if path.exists() else "does not exist"
+        raise ValueError(f"{folder} {what}: give the assignment folder (the one holding the notebooks "
+                         "and cs231n/)")
+    return path
+
+
 def write(folder) -> list[Path]:
-    """Write the shim modules into ``folder/cs231n``; returns the files written."""
-    root = Path(folder) / "cs231n"
+    """Write the shim modules into ``folder/cs231n``; returns the files written. ``folder``
+    must exist; every target is checked (folders are folders, files are files) before
+    anything is written."""
+    root = _assignment_folder(folder) / "cs231n"
     files = {m: _path(root, m) for m in MODULES}
     files["__init__"] = root / "__init__.py"
+    for path in files.values():
+        for parent in (p for p in path.parents if p == root or root in p.parents):
+            if parent.exists() and not parent.is_dir():
+                raise ValueError(f"{parent} is a file where the shim needs a folder; nothing was written")
+        if path.exists() and not path.is_file():
+            raise ValueError(f"{path} is not a file; nothing was written")
     written = []
     for module, path in files.items():
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -54,7 +73,7 @@ def write(folder) -> list[Path]:
 def undo(folder) -> list[Path]:
     """Remove the shim's modules from ``folder/cs231n`` and put back the ``.orig`` files."""
     restored = []
-    for path in sorted(Path(folder, "cs231n").rglob("*.py")):
+    for path in sorted((_assignment_folder(folder) / "cs231n").rglob("*.py")):
         if not _is_shim(path):
             continue
         backup = path.with_name(path.name + ".orig")

@@ -12,7 +12,9 @@ and runs nothing.
 
 from __future__ import annotations
 
+import io
 import pickle
+import pickletools
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +48,20 @@ class _PlainUnpickler(pickle.Unpickler):
         raise pickle.UnpicklingError("refusing persistent ids")
 
 
+def _oversized(path: Path) -> str:
+    """Why unpickling ``path`` asked for more memory than there is: the first length the
+    pickle declares beyond the bytes that follow it (``pickletools`` reads lengths without
+    allocating them), or, failing that, the file's size."""
+    raw = path.read_bytes()  # as large as the file, which is what its lengths must fit in
+    try:
+        for opcode, length, pos in pickletools.genops(io.BytesIO(raw)):
+            if opcode.name == "FRAME" and length > len(raw) - pos - 9:
+                return f"a frame at byte {pos} declares {length} bytes; the file has {len(raw)}"
+    except ValueError as err:  # e.g. "expected 4611686018427387904 bytes in a bytes8, but only 3 remain"
+        return f"it declares more data than it holds: {err}; the file has {len(raw)} bytes"
+    return f"it asks for more memory than there is, while the file has only {len(raw)} bytes"
+
+
 def _load_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """(X (n, 3, 32, 32) float32, y (n,) int64) from one batch file."""
     try:
@@ -53,6 +69,10 @@ def _load_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
             batch = _PlainUnpickler(f, encoding="bytes").load()
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError) as err:
         raise ValueError(f"{path}: not a plain CIFAR-10 batch ({err})") from None
+    except (MemoryError, OverflowError, SystemError):
+        # A length field (bytes8, unicode8, bytearray8, frame) read as given: the
+        # unpickler allocates it before reading. Name the lie instead of a bare MemoryError.
+        raise ValueError(f"{path}: not a plain CIFAR-10 batch ({_oversized(path)})") from None
     if not isinstance(batch, dict):
         raise ValueError(f"{path}: expected a dict, got {type(batch).__name__}")
     batch = {k.decode() if isinstance(k, bytes) else k: v for k, v in batch.items()}
