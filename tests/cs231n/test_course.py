@@ -221,7 +221,7 @@ def test_get_cifar10_data_splits_like_the_course(tmp_path, monkeypatch):
 
     rng = np.random.default_rng(0)
     written = _write_batches(tmp_path / "cifar", rng, n=6)
-    data = get_CIFAR10_data(tmp_path / "cifar", num_training=9, num_validation=2, num_test=4)
+    data = get_CIFAR10_data(9, 2, 4, True, cifar10_dir=tmp_path / "cifar")  # the course's order of arguments
     assert {k: v.shape for k, v in data.items()} == {"X_train": (9, 3, 32, 32), "y_train": (9,),
                                                      "X_val": (2, 3, 32, 32), "y_val": (2,),
                                                      "X_test": (4, 3, 32, 32), "y_test": (4,)}
@@ -236,6 +236,8 @@ def test_get_cifar10_data_splits_like_the_course(tmp_path, monkeypatch):
     assert get_CIFAR10_data(num_training=10, num_validation=2, num_test=6)["X_train"].shape == (10, 3, 32, 32)
     with pytest.raises(ValueError, match="holds 12 training and 6 test images"):
         get_CIFAR10_data(num_training=49000)
+    kept = get_CIFAR10_data(10, 2, 6, False)  # subtract_mean=False: the raw values
+    assert kept["X_train"].min() >= 0 and kept["X_train"].max() > 100
 
 
 def test_shim_writes_a_cs231n_package_that_re_exports_normgrad(tmp_path):

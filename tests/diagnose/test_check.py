@@ -16,13 +16,17 @@ CORPUS = Path(__file__).parent / "corpus"
 CORRECT = (CORPUS / "correct_staged.py").read_text()
 ALL = set(diagnose.FUNCTIONS)
 
-# name -> (edits to the correct file: (old, new, count), {function: expected ids})
+FIX_FORWARD = "right for your forward"  # the backward is ok, with the note that the forward is what to fix
+
+# name -> (edits to the correct file: (old, new, count), {function: expected ids, None (wrong, no id asserted)
+# or FIX_FORWARD})
 BUGS = {
     "unbiased_variance": (
         [("var = np.sum(xmu ** 2, axis=0) / N", "var = np.sum(xmu ** 2, axis=0) / (N - 1)", 1)],
         {"batchnorm_forward": {"unbiased-variance"}, "spatial_batchnorm_forward": {"unbiased-variance"},
-         # the backward passes use the forward's (wrong) cache: wrong as a consequence
-         "batchnorm_backward": None, "batchnorm_backward_alt": None, "spatial_batchnorm_backward": None}),
+         # the backward passes are exact for the forward's (wrong) cache: right for that forward
+         "batchnorm_backward": FIX_FORWARD, "batchnorm_backward_alt": FIX_FORWARD,
+         "spatial_batchnorm_backward": FIX_FORWARD}),
     "missing_mean_path": (
         [("return dx1 + dx2, dgamma, dbeta", "return dx1, dgamma, dbeta", 1)],
         {"batchnorm_backward": {"missing-mean-path"}}),
@@ -45,8 +49,9 @@ BUGS = {
         {"spatial_groupnorm_forward": {"wrong-axis"}, "spatial_groupnorm_backward": None}),
     "eps_outside_sqrt": (
         [("sqrtvar = np.sqrt(var + eps)", "sqrtvar = np.sqrt(var) + eps", 1)],
-        {"batchnorm_forward": {"eps-outside-sqrt"}, "batchnorm_backward": None, "batchnorm_backward_alt": None,
-         "spatial_batchnorm_forward": {"eps-outside-sqrt"}, "spatial_batchnorm_backward": None}),
+        {"batchnorm_forward": {"eps-outside-sqrt"}, "batchnorm_backward": FIX_FORWARD,
+         "batchnorm_backward_alt": FIX_FORWARD, "spatial_batchnorm_forward": {"eps-outside-sqrt"},
+         "spatial_batchnorm_backward": FIX_FORWARD}),
     "momentum_reversed": (
         [("momentum * running_mean + (1 - momentum) * mu", "(1 - momentum) * running_mean + momentum * mu", 1),
          ("momentum * running_var + (1 - momentum) * var", "(1 - momentum) * running_var + momentum * var", 1)],
@@ -138,6 +143,11 @@ def test_each_bug_is_diagnosed_with_its_id(tmp_path, name):
     _, expected = BUGS[name]
     ids = _ids(report)
     for function, want in expected.items():
+        if want == FIX_FORWARD:
+            assert report[function].ok and not ids[function], report[function].to_json()
+            assert any("your backward is right for your forward" in n and "fix the forward" in n
+                       for n in report[function].notes), report[function].notes
+            continue
         assert not report[function].ok, function
         if want is not None:  # None: wrong as a consequence; the id is not asserted
             assert want <= ids[function], (function, ids[function])
@@ -160,6 +170,12 @@ def test_unrecognised_backward_error_is_localized_to_a_path(tmp_path):
     f = diagnose.check_file(path)["batchnorm_backward"]
     assert f.status == "wrong" and not f.diagnoses
     assert any("path through the mean is weighted 0.5" in n for n in f.notes), f.notes
+    # an error that is not a re-weighting of the paths gets no weights (they would mislead)
+    path.write_text(path.read_text().replace("return dx1 + 0.5 * dx2, dgamma, dbeta",
+                                             "return dx1 + dx2 + 0.1 * dout ** 2, dgamma, dbeta"))
+    f = diagnose.check_file(path)["batchnorm_backward"]
+    assert f.status == "wrong" and not any("weighted" in n for n in f.notes), f.notes
+    assert any("not a re-weighting of the three paths" in n for n in f.notes), f.notes
 
 
 def test_in_process_api_takes_a_namespace():
@@ -246,8 +262,9 @@ def test_cli_json_and_text(tmp_path, capsys):
     assert main(["check", str(CORPUS / "correct_staged.py")]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[-1] == "9 ok"
-    # piped output is not wrapped: every function's errors stay on its own line
-    assert lines[0].startswith("batchnorm_forward: ok   rel. error out") and "test out" in lines[0]
+    # piped output is not wrapped: every function's errors stay on its own line, with the notebook's figure
+    assert lines[0].startswith("batchnorm_forward: ok   error out") and "test out" in lines[0]
+    assert "   notebook rel_error out " in lines[0]
 
 
 def test_readme_shows_a_real_check_of_the_example(capsys):

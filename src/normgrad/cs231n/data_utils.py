@@ -26,8 +26,7 @@ def load_CIFAR10(ROOT):
     return X.transpose(0, 2, 3, 1).astype(np.float64), y, X_test.transpose(0, 2, 3, 1).astype(np.float64), y_test
 
 
-def get_CIFAR10_data(cifar10_dir=None, num_training=49000, num_validation=1000, num_test=1000,
-                     subtract_mean=True):
+def get_CIFAR10_data(num_training=49000, num_validation=1000, num_test=1000, subtract_mean=True, cifar10_dir=None):
     """The course's splits: the first ``num_training`` training images, the next
     ``num_validation`` for validation, the first ``num_test`` test images; the training
     mean image subtracted; images (n, 3, 32, 32) float32 (the course's are float64:

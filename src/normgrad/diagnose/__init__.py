@@ -48,6 +48,7 @@ class Report:
     functions: list[FunctionReport] = field(default_factory=list)
     load_error: dict | None = None
     notes: list[str] = field(default_factory=list)  # how the file was loaded
+    hints: list[str] = field(default_factory=list)  # about the file as a whole (Python 2 code)
     strict: bool = False
 
     @property
@@ -80,7 +81,7 @@ class Report:
 
     def to_json(self) -> dict:
         return {"source": self.source, "ok": self.ok, "exit_code": self.exit_code, "summary": self.summary(),
-                "counts": self.counts(), "load_error": self.load_error, "notes": self.notes,
+                "counts": self.counts(), "load_error": self.load_error, "notes": self.notes, "hints": self.hints,
                 "functions": {f.name: f.to_json() for f in self.functions}}
 
     def dumps(self) -> str:
@@ -111,6 +112,12 @@ def check(namespace_or_module, strict: bool = False) -> Report:
 
 
 def _died(name: str, child, timeout: float) -> FunctionReport:
+    other = child.running if child.running in FUNCTIONS and child.running != name else None
+    if other is not None:  # it died inside the function it needs (its forward): that one is to blame
+        how = (f"did not finish within {timeout:g} s (an endless loop?)" if child.timed_out
+               else "crashed the process")
+        return FunctionReport(name, "skipped", notes=[f"not checked: it needs {other} to build the cache, and "
+                                                      f"{other} {how}"], output=child.output)
     if child.timed_out:
         return FunctionReport(name, "timeout", notes=[f"did not finish within {timeout:g} s of its own run "
                                                       "(an endless loop?)"], output=child.output)
@@ -154,9 +161,14 @@ def check_file(path, timeout: float = 10.0, strict: bool = False, load_timeout: 
         return report
     names, broken = found.result["functions"], found.result.get("broken", {})
     report.notes = found.result.get("notes", [])
+    report.hints = found.result.get("hints", [])
     with ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1))) as pool:
         children = list(pool.map(lambda name: run_child(path, name, timeout, load_timeout), names))
     results = dict(zip(names, children))
+    if len(names) > 1:  # a hang elsewhere may have starved it: a timeout counts only when it runs alone
+        for name in names:
+            if results[name].timed_out:
+                results[name] = run_child(path, name, timeout, load_timeout)
     for name in FUNCTIONS:
         if name in broken:
             report.functions.append(_broken(name, broken[name]))

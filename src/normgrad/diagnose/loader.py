@@ -38,6 +38,32 @@ class Loaded:
     notes: list[str] = field(default_factory=list)
     broken: dict[str, dict] = field(default_factory=dict)  # checked function name -> why it did not load
     error: dict | None = None  # nothing usable at all
+    hints: list[str] = field(default_factory=list)  # about the file as a whole
+
+
+# Python 2 constructs: (pattern, what it is, the Python 3 spelling)
+_PY2 = [
+    (re.compile(r"^\s*print\s+(?![\s(=]|$)"), "a print statement", "print(...)"),
+    (re.compile(r"^\s*except\s+[\w.]+\s*,\s*\w+\s*:"), "except X, e", "except X as e"),
+    (re.compile(r"^\s*raise\s+[\w.]+\s*,"), "raise X, 'message'", "raise X('message')"),
+    (re.compile(r"\bxrange\s*\("), "xrange", "range"),
+    (re.compile(r"\.iteritems\s*\("), ".iteritems()", ".items()"),
+    (re.compile(r"\.has_key\s*\("), ".has_key(k)", "k in d"),
+    (re.compile(r"\braw_input\s*\("), "raw_input", "input"),
+    (re.compile(r"\bcPickle\b"), "cPickle", "pickle"),
+]
+
+
+def python2_hint(source: str) -> str | None:
+    """One line saying the file is Python 2 code, with its first Python 2 construct, or None."""
+    for number, line in enumerate(source.splitlines(), 1):
+        if line.lstrip().startswith("#"):
+            continue
+        for pattern, what, instead in _PY2:
+            if pattern.search(line):
+                return (f"this is Python 2 code ({what} at line {number}: {line.strip()[:60]}); normgrad check runs "
+                        f"Python 3: write {instead}, and the same for the rest of the file")
+    return None
 
 
 def syntax_info(err: SyntaxError, path: Path) -> dict:
@@ -73,13 +99,20 @@ def load(path, describe) -> Loaded:
     """Load ``path``; ``describe(err, file)`` turns a runtime exception into error info."""
     path = Path(path).resolve()
     try:
-        return Loaded(vars(_import(path)))
+        hint = python2_hint(path.read_text(encoding="utf-8", errors="replace"))
+    except OSError:
+        hint = None
+    try:
+        loaded = Loaded(vars(_import(path)))
     except SyntaxError as err:
         why = f"{type(err).__name__} at line {err.lineno}: {err.msg}"
+        loaded = _extract(path, why, describe)
     except (Exception, SystemExit) as err:  # noqa: BLE001 - the learner's file may raise anything
         info = describe(err, str(path))
         why = f"{info['type']}: {info['message']}" + (f" (line {info['line']})" if info.get("line") else "")
-    return _extract(path, why, describe)
+        loaded = _extract(path, why, describe)
+    loaded.hints = [hint] if hint else []
+    return loaded
 
 
 def _pieces(source: str) -> list[tuple[int, int]]:

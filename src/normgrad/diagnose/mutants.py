@@ -46,12 +46,42 @@ def param_axes(kind):
     return (0, 2, 3) if kind in ("spatial", "group") else (0,)
 
 
-def normalize(x, xv, axes, ddof=0, eps_outside=False, eps=EPS):
-    """xhat of x with statistics of the view ``xv`` over ``axes``."""
+def normalize(x, xv, axes, ddof=0, eps_outside=False, eps=EPS, centring=""):
+    """xhat of x with statistics of the view ``xv`` over ``axes``; ``centring``:
+    'not-centred' (the mean is never subtracted) or 'variance-not-centred' (var = mean(x**2))."""
     mu = xv.mean(axis=axes, keepdims=True)
-    var = xv.var(axis=axes, keepdims=True, ddof=ddof)
+    if centring == "variance-not-centred":
+        M = np.prod([xv.shape[a] for a in axes])
+        var = (xv**2).sum(axis=axes, keepdims=True) / (M - ddof)
+    else:
+        var = xv.var(axis=axes, keepdims=True, ddof=ddof)
     denom = np.sqrt(var) + eps if eps_outside else np.sqrt(var + eps)
-    return ((xv - mu) / denom).reshape(x.shape)
+    return ((xv if centring == "not-centred" else xv - mu) / denom).reshape(x.shape)
+
+
+def stat_views(x, kind, G):
+    """(name, view) pairs: the right view (name ''), then the wrong ones: the usual slips,
+    statistics over every axis (a reduction without axis=), group norm's groups of G channels."""
+    right = view(x, kind, G)[1] if kind != "group" else "each group's channels and axes (2, 3)"
+
+    def name(i, va):  # a view of x itself reads as axes of x; a reshaped one by number
+        if va[0] is x:
+            every = " (every axis: a reduction without axis=)" if len(va[1]) == x.ndim else ""
+            return f"wrong-axis:statistics over axes {va[1]}{every}, not {right}"
+        return f"wrong-axis:{i}"
+
+    views = [("", view(x, kind, G))] + [(name(i, va), va) for i, va in enumerate(wrong_views(x, kind, G))]
+    if not any(va[0] is x and len(va[1]) == x.ndim for va in wrong_views(x, kind, G)):
+        views.append((name("all", (x, tuple(range(x.ndim)))), (x, tuple(range(x.ndim)))))
+    if kind == "group":
+        N, C, H, W = x.shape
+        if C % G == 0 and G != C // G:
+            views.append(("groups-of-size-G", (x.reshape(N, C // G, G, H, W), (2, 3, 4))))
+    return views
+
+
+def _join(*parts) -> str:
+    return "+".join(p for p in parts if p)
 
 
 def forward_out(x, case: Case, kind, view_axes=None, affine=True, **kw):
@@ -101,20 +131,18 @@ def running_stats(case: Case, kind, stats=None, weight_new=1 - MOMENTUM, unbiase
     return m, v
 
 
-def test_out(x, case: Case, kind, mean, var, how: str = "right"):
-    """Test-mode output with running statistics (mean, var), right or with one slip."""
+def test_out(x, case: Case, kind, mean, var, how: str = "right", affine: str = ""):
+    """Test-mode output with running statistics (mean, var), right or with a slip in the
+    denominator (``how``) and / or in the affine step (``affine``)."""
     shape = channel_shape(kind, x)
     g, b = case.gamma.reshape(shape), case.beta.reshape(shape)
     m, v = mean.reshape(shape), var.reshape(shape)
-    if how == "eps-outside-sqrt":
-        return g * (x - m) / (np.sqrt(v) + EPS) + b
-    if how == "eps-missing":
-        return g * (x - m) / np.sqrt(v) + b
-    if how == "test-drops-affine":
-        return (x - m) / np.sqrt(v + EPS)
-    if how == "test-divides-by-var":
-        return g * (x - m) / (v + EPS) + b
-    return g * (x - m) / np.sqrt(v + EPS) + b
+    denom = {"eps-outside-sqrt": lambda: np.sqrt(v) + EPS, "eps-missing": lambda: np.sqrt(v),
+             "test-divides-by-var": lambda: v + EPS}.get(how, lambda: np.sqrt(v + EPS))()
+    xhat = (x - m) / denom
+    if how == "test-drops-affine" or affine == "test-drops-affine":
+        return xhat
+    return g * xhat - b if affine == "test-beta-sign" else g * xhat + b
 
 
 def dx_terms(x, dout, gamma, kind, G, view_axes=None, ddof=0, eps_outside=False):
@@ -145,6 +173,24 @@ def dx_terms(x, dout, gamma, kind, G, view_axes=None, ddof=0, eps_outside=False)
     return tuple(t.reshape(x.shape) for t in (t1, t2, t3))
 
 
+def course_dx_on_cache(out, x, dout, case: Case, kind):
+    """The course's closed-form dx, ivar * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)),
+    evaluated on what the user's forward cached: its xhat = (out - beta) / gamma and its ivar
+    (the slope of xhat against x - mu). None when that cannot be read off ``out``."""
+    g = case.gamma.reshape(channel_shape(kind, x))
+    if out is None or out.size != x.size or np.abs(case.gamma).min() < 0.1:
+        return None
+    xhat = (out.reshape(x.shape) - case.beta.reshape(g.shape)) / g
+    xv, axes = view(x, kind, case.G)
+    hv = xhat.reshape(xv.shape)
+    xmu = xv - xv.mean(axis=axes, keepdims=True)
+    ss = (xmu**2).sum(axis=axes, keepdims=True)
+    ivar = (hv * xmu).sum(axis=axes, keepdims=True) / np.where(ss > 0, ss, 1.0)
+    dxhat = (dout * g).reshape(xv.shape)
+    dx = ivar * (dxhat - dxhat.mean(axis=axes, keepdims=True) - hv * (dxhat * hv).mean(axis=axes, keepdims=True))
+    return dx.reshape(x.shape)
+
+
 def unshuffled_grads(x, dout, gamma):
     """(dx, dgamma, dbeta) of ``unshuffled_out``: the backward that matches that forward."""
     v, d = unshuffled(x), unshuffled(dout)
@@ -162,32 +208,52 @@ def param_grads(x, dout, kind, G, gamma_shape):
 
 
 def wrong_sums(x, dout, gamma, kind):
-    """dx with the right statistics (from the cache) but the backward's sums taken over
-    the wrong axis, or over everything; each divided by the right count, as written."""
+    """dx of a closed-form backward with the right statistics (from the cache) and slips in how
+    it is written, alone and combined: gamma left out or factored out of the sums, the sums
+    over the wrong axis or over everything (divided by either count), the mean path or the
+    variance path left out, or x where x - mu belongs in the variance path."""
     if kind not in ("batch", "layer"):
         return {}
     right, other = (0, 1) if kind == "batch" else (1, 0)
-    n = x.shape[right]
     mu = x.mean(axis=right, keepdims=True)
     ivar = 1.0 / np.sqrt(x.var(axis=right, keepdims=True) + EPS)
     xhat = (x - mu) * ivar
-    dxhat = dout * gamma.reshape(channel_shape(kind, x))
+    g = gamma.reshape(channel_shape(kind, x))
     out = {}
-    for label, axis in (("other", other), ("all", None)):
-        s1 = dxhat.sum(axis=axis, keepdims=axis is not None)
-        s2 = (dxhat * xhat).sum(axis=axis, keepdims=axis is not None)
-        out[f"wrong-axis:sums-{label}"] = ivar * (dxhat - s1 / n - xhat * s2 / n)
+    wrong = f"wrong-axis:the backward's sums are over axis {other}, not {right}"
+    sums = (("", right, x.shape[right]), (wrong, other, x.shape[right]), (wrong + " ", other, x.shape[other]),
+            (f"wrong-axis:the backward's sums are over every axis, not axis {right}", None, x.shape[right]))
+    for gname in ("", "gamma-outside-sums", "missing-gamma-in-dx"):
+        dxhat = dout * g if gname == "" else dout
+        for aname, axis, n in sums:
+            def total(a, axis=axis):
+                return a.sum(axis=axis, keepdims=axis is not None)
+
+            for mname, wm in (("", 1.0), ("missing-mean-path", 0.0)):
+                for vname in ("", "missing-variance-path", "variance-path-uncentred"):
+                    xv = x * ivar if vname == "variance-path-uncentred" else xhat
+                    wv = 0.0 if vname == "missing-variance-path" else 1.0
+                    dx = ivar * (dxhat - wm * total(dxhat) / n - wv * xv * total(dxhat * xv) / n)
+                    name = _join(gname, aname, mname, vname)
+                    if name:
+                        out[name] = g * dx if gname == "gamma-outside-sums" else dx
     return out
 
 
 def forward_mutants(x, case: Case, kind) -> dict[str, np.ndarray]:
-    """Training-mode outputs of the usual forward mistakes, by id (":k" tells variants apart)."""
-    mutants = {"unbiased-variance": forward_out(x, case, kind, ddof=1),
-               "eps-outside-sqrt": forward_out(x, case, kind, eps_outside=True),
-               "eps-missing": forward_out(x, case, kind, eps=0.0),
-               "drops-affine": forward_out(x, case, kind, affine=False)}
-    for i, va in enumerate(wrong_views(x, kind, case.G)):
-        mutants[f"wrong-axis:{i}"] = forward_out(x, case, kind, view_axes=va)
+    """Training-mode outputs of the forward mistakes, alone and combined, by ids joined with
+    '+' (":k" tells variants apart): statistics axes x centring x where eps enters x the
+    variance's divisor x gamma/beta applied or not."""
+    mutants = {}
+    for vname, va in stat_views(x, kind, case.G):
+        for cname in ("", "not-centred", "variance-not-centred"):
+            for ename, kw in (("", {}), ("eps-outside-sqrt", {"eps_outside": True}), ("eps-missing", {"eps": 0.0})):
+                for dname, ddof in (("", 0), ("unbiased-variance", 1)):
+                    for aname, affine in (("", True), ("drops-affine", False)):
+                        name = _join(vname, cname, ename, dname, aname)
+                        if name:
+                            mutants[name] = forward_out(x, case, kind, view_axes=va, affine=affine, ddof=ddof,
+                                                        centring=cname, **kw)
     if kind == "spatial":
         mutants["reshape-without-transpose"] = unshuffled_out(x, case)
     return mutants
@@ -219,6 +285,16 @@ def running_mutants(case: Case, kind) -> tuple[dict, dict]:
     varis = {"momentum-reversed": rev[1], "no-running-update": start[1],
              "running-var-unbiased": running_stats(case, kind, unbiased=True)[1],
              "std-of-variance": running_stats(case, kind, use_std=True)[1]}
+    m, v = case.running_mean.mean(), case.running_var.mean()  # one number from the first step on
+    for x in case.xs[:TRAIN_STEPS]:
+        m, v = MOMENTUM * m + (1 - MOMENTUM) * x.mean(), MOMENTUM * v + (1 - MOMENTUM) * x.var()
+    means["running-stats-scalar"], varis["running-stats-scalar"] = np.full(1, m), np.full(1, v)
+    centred = running_stats(case, kind, stats=lambda x: (batch_stats(x, kind)[0], (x**2).mean(
+        axis=(0,) if kind == "batch" else (0, 2, 3))))
+    varis["variance-not-centred"] = centred[1]
+    C = case.running_mean.size  # the same, averaged into running statistics that were per-channel
+    spread = running_stats(case, kind, stats=lambda x: (np.full(C, x.mean()), np.full(C, x.var())))
+    means["running-stats-scalar:b"], varis["running-stats-scalar:b"] = spread
     if kind == "spatial":
         wrong = running_stats(case, kind, stats=lambda x: (unshuffled(x).mean(0), unshuffled(x).var(0)))
         means["reshape-without-transpose"], varis["reshape-without-transpose"] = wrong
@@ -226,10 +302,16 @@ def running_mutants(case: Case, kind) -> tuple[dict, dict]:
 
 
 def test_mutants(x, case: Case, kind, mean, var) -> dict[str, np.ndarray]:
-    """Test-mode outputs of the usual test-mode mistakes, given the running statistics used."""
-    mutants = {how: test_out(x, case, kind, mean, var, how) for how in
-               ("eps-outside-sqrt", "eps-missing", "test-drops-affine", "test-divides-by-var")}
-    mutants["test-uses-batch-stats"] = forward_out(x, case, kind)
+    """Test-mode outputs of the test-mode mistakes, alone and combined, given the running
+    statistics used: which statistics (running or the batch's) x the denominator x the affine step."""
+    mutants = {}
+    bm, bv = batch_stats(x, kind)
+    for sname, (m, v) in (("", (mean, var)), ("test-uses-batch-stats", (bm, bv))):
+        for how in ("", "eps-outside-sqrt", "eps-missing", "test-divides-by-var"):
+            for affine in ("", "test-drops-affine", "test-beta-sign"):
+                name = _join(sname, how, affine)
+                if name:
+                    mutants[name] = test_out(x, case, kind, m, v, how or "right", affine)
     if kind == "spatial":  # the same slip in test mode: statistics per column of the wrong view
         mutants["reshape-without-transpose"] = unshuffled_out(x, case, mean, var)
     return mutants

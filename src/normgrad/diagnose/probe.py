@@ -18,8 +18,10 @@ case (G = 1, say) is still compared on the others, and the raising case is named
 
 from __future__ import annotations
 
+import re
 import traceback
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -93,6 +95,31 @@ def shaped(a: np.ndarray, layout: str) -> np.ndarray:
     return a.reshape(1, -1, 1, 1) if layout == "(1, C, 1, 1)" else a.copy()
 
 
+PROGRESS: Path | None = None  # the child sets it: the name of the user function running now is written there
+_running: list = [None]
+
+
+def _progress(name: str) -> None:
+    if PROGRESS is not None and _running[0] != name:
+        _running[0] = name
+        try:
+            PROGRESS.write_text(name)
+        except OSError:
+            pass
+
+
+def doc_layout(fn) -> str | None:
+    """The gamma shape the function's own docstring states: '(1, C, 1, 1)', '(C,)' or None."""
+    doc = getattr(fn, "__doc__", None) or ""
+    for line in doc.splitlines():
+        if re.search(r"gamma|scale", line, re.I):
+            if re.search(r"\(\s*1\s*,\s*C\s*,\s*1\s*,\s*1\s*,?\s*\)", line):
+                return "(1, C, 1, 1)"
+            if re.search(r"\(\s*C\s*,?\s*\)", line):
+                return "(C,)"
+    return None
+
+
 class UserError(Exception):
     """The user's code raised; carries a short, JSON-ready description."""
 
@@ -124,6 +151,7 @@ def describe_exception(err: BaseException, user_file: str | None) -> dict:
 
 
 def _call(fn, user_file, *args):
+    _progress(getattr(fn, "__name__", "?"))
     try:
         return fn(*args)
     except (Exception, SystemExit) as err:  # noqa: BLE001 - anything the user's code raises is reported
@@ -152,13 +180,26 @@ def _returned(result, names: tuple[str, ...]):
     return result
 
 
-def norm_param(kind: str, case: Case, mode: str = "train") -> dict:
+def norm_param(kind: str, case: Case, mode: str = "train", seed_shape=None) -> dict:
     """The bn_param / ln_param / gn_param a run starts with: explicit running statistics
-    (copies) for the batch-norm kinds, so no default is relied on."""
+    (copies) for the batch-norm kinds, so no default is relied on; in ``seed_shape`` when the
+    user's own code creates them in that shape ((1, C, 1, 1), say)."""
     if kind not in RUNNING:
         return {"eps": EPS}
-    return {"mode": mode, "eps": EPS, "momentum": MOMENTUM, "running_mean": case.running_mean.copy(),
-            "running_var": case.running_var.copy()}
+    shape = tuple(seed_shape) if seed_shape else case.running_mean.shape
+    return {"mode": mode, "eps": EPS, "momentum": MOMENTUM, "running_mean": case.running_mean.reshape(shape).copy(),
+            "running_var": case.running_var.reshape(shape).copy()}
+
+
+def seed_shape(init: dict, C: int):
+    """The shape the user's code gives running statistics it creates ((1, -1, 1, 1): -1 for C),
+    if it holds C values in another shape than (C,)."""
+    rec = init.get("running_mean")
+    if isinstance(rec, dict) and "shape" in rec and int(np.prod(rec["shape"])) == C and len(rec["shape"]) > 1:
+        shape = list(rec["shape"])
+        shape[shape.index(C)] = -1
+        return tuple(shape)
+    return None
 
 
 def _forward_call(fn, user_file, kind, x, gamma, beta, param, G):
@@ -175,10 +216,10 @@ def _case_error(err: UserError, case: Case) -> dict:
     return {**err.info, "when": case.describe()}
 
 
-def _forward_case(fn, user_file, kind, case: Case, layout: str) -> dict:
+def _forward_case(fn, user_file, kind, case: Case, layout: str, seed=None) -> dict:
     """Train steps, then test mode (batch-norm kinds), on one case."""
     rec = {"train_out": [], "modified": []}
-    param = norm_param(kind, case)
+    param = norm_param(kind, case, seed_shape=seed)
     gamma, beta = shaped(case.gamma, layout), shaped(case.beta, layout)
     try:
         for x in case.xs[:TRAIN_STEPS]:
@@ -198,13 +239,83 @@ def _forward_case(fn, user_file, kind, case: Case, layout: str) -> dict:
     return rec
 
 
+PROBE_CASE = 2  # the case the designed probes are built on (G > 1 with C // G > 1 for group norm)
+
+
+def _designed(fn, user_file, kind, layout: str, seed=None) -> dict:
+    """What the forward computes, probed on designed inputs (train mode, gamma = 1, beta = 0
+    unless said): x varying along one axis only (the statistics see variation only along the
+    axes they reduce over, so the output is zero along the others), a constant x (zero when
+    centred), x with one channel set (group norm: which channels share a group), x whose
+    variance is eps (where eps enters), and distinct gamma / beta values (where each lands)."""
+    case = cases(kind)[PROBE_CASE]
+    shape, C = case.shape, case.gamma.size
+    ones, zeros = shaped(np.ones(C), layout), shaped(np.zeros(C), layout)
+    rng = np.random.default_rng(7)
+
+    def run(x, gamma=ones, beta=zeros):
+        out, _ = _forward_call(fn, user_file, kind, x, gamma.copy(), beta.copy(), norm_param(kind, case, seed_shape=seed),
+                               case.G)
+        return _plain(out)
+
+    rec = {}
+    try:
+        rec["axis"] = []
+        for a in range(len(shape)):
+            pattern = np.ones(len(shape), int)
+            pattern[a] = shape[a]
+            rec["axis"].append(run(np.broadcast_to(3.0 + rng.standard_normal(tuple(pattern)), shape).copy()))
+        rec["const"] = run(np.full(shape, 2.5))
+        if kind == "group":
+            rec["channel"] = []
+            for c in range(C):
+                x = np.zeros(shape)
+                x[:, c] = 1.0
+                rec["channel"].append(run(x))
+        rec["tiny"] = run(tiny_input(case, kind))
+        x = case.xs[0].copy()
+        rec["affine_x"] = run(x)
+        rec["affine_gamma"] = run(x, gamma=shaped(AFFINE_GAMMA(C), layout))
+        rec["affine_beta"] = run(x, beta=shaped(AFFINE_BETA(C), layout))
+    except UserError as err:
+        rec["error"] = err.info
+    return rec
+
+
+def AFFINE_GAMMA(C):  # noqa: N802 - distinct values, so each element's factor says which gamma it got
+    return 1.0 + 0.25 * np.arange(1, C + 1)
+
+
+def AFFINE_BETA(C):  # noqa: N802
+    return 10.0 * np.arange(1, C + 1)
+
+
+def tiny_input(case: Case, kind: str) -> np.ndarray:
+    """case.xs[0] rescaled so each group's (biased) variance is exactly EPS: where eps enters
+    then changes the output by tens of percent (inside the sqrt: xhat's std is 1/sqrt(2))."""
+    from .mutants import view
+
+    x = case.xs[0]
+    xv, axes = view(x, kind, case.G)
+    mu, sd = xv.mean(axis=axes, keepdims=True), xv.std(axis=axes, keepdims=True)
+    sd = np.where(sd > 0, sd, 1.0)
+    return (mu + np.sqrt(EPS) * (xv - mu) / sd).reshape(x.shape)
+
+
 def run_forward(fn, name: str, user_file: str | None = None) -> dict:
-    """Per gamma layout, per case: outputs, running statistics, test-mode output."""
+    """Per gamma layout, per case: outputs, running statistics, test-mode output; the designed
+    probes; the gamma layout the docstring states."""
     kind = KIND[name]
     layouts = GAMMA_LAYOUTS.get(kind, (DEFAULT_LAYOUT,))
-    result = {"layouts": {lay: [_forward_case(fn, user_file, kind, c, lay) for c in cases(kind)] for lay in layouts}}
+    result = {"doc_layout": doc_layout(fn) if kind in GAMMA_LAYOUTS else None}
+    seed = None
     if kind in RUNNING:
         result["init"] = run_init(fn, kind, user_file)
+        seed = seed_shape(result["init"], cases(kind)[1].gamma.size)
+        result["seed_shape"] = list(seed) if seed else None
+    result["layouts"] = {lay: [_forward_case(fn, user_file, kind, c, lay, seed) for c in cases(kind)]
+                         for lay in layouts}
+    result["probes"] = {lay: _designed(fn, user_file, kind, lay, seed) for lay in layouts}
     return result
 
 
@@ -220,22 +331,30 @@ def run_init(fn, kind: str, user_file: str | None) -> dict:
     return {"running_mean": _plain(param.get("running_mean")), "running_var": _plain(param.get("running_var"))}
 
 
-def _numeric_dx(forward, user_file, kind, case: Case, layout: str):
-    """d sum(forward(x) * dout) / dx of the user's own forward (train mode), centred differences."""
+def _numeric_grads(forward, user_file, kind, case: Case, layout: str, seed=None) -> dict:
+    """d sum(forward(x) * dout) / d(x, gamma, beta) of the user's own forward (train mode),
+    by centred differences: what a backward exact for that forward returns."""
     gamma, beta = shaped(case.gamma, layout), shaped(case.beta, layout)
     x = case.xs[0].copy()
     h = 1e-5
-    grad = np.zeros_like(x)
-    for ix in np.ndindex(*x.shape):
-        total = 0.0
-        for sign in (1, -1):
-            xp = x.copy()
-            xp[ix] += sign * h
-            out, _ = _forward_call(forward, user_file, kind, xp, gamma.copy(), beta.copy(), norm_param(kind, case),
-                                   case.G)
-            total += sign * float(np.sum(np.asarray(out, dtype=np.float64) * case.dout))
-        grad[ix] = total / (2 * h)
-    return _plain(grad)
+
+    def loss(x_, g_, b_):
+        out, _ = _forward_call(forward, user_file, kind, x_, g_, b_, norm_param(kind, case, seed_shape=seed), case.G)
+        return float(np.sum(np.asarray(out, dtype=np.float64) * case.dout))
+
+    grads = {}
+    for key, arr in (("dx", x), ("dgamma", gamma), ("dbeta", beta)):
+        grad = np.zeros_like(arr)
+        for ix in np.ndindex(*arr.shape):
+            total = 0.0
+            for sign in (1, -1):
+                args = {"dx": x, "dgamma": gamma, "dbeta": beta}
+                args = {k: v.copy() for k, v in args.items()}
+                args[key][ix] += sign * h
+                total += sign * loss(args["dx"], args["dgamma"], args["dbeta"])
+            grad[ix] = total / (2 * h)
+        grads[key] = _plain(grad)
+    return grads
 
 
 def _is_stub(out) -> bool:
@@ -247,14 +366,14 @@ def _is_stub(out) -> bool:
     return out is None or arr.size <= 1 or np.ptp(arr) == 0
 
 
-def _backward_case(fn, forward, user_file, kind, i: int, case: Case, layout: str) -> dict:
+def _backward_case(fn, forward, user_file, kind, i: int, case: Case, layout: str, seed=None) -> dict:
     gamma, beta = shaped(case.gamma, layout), shaped(case.beta, layout)
     try:
-        out, cache = _forward_call(forward, user_file, kind, case.xs[0].copy(), gamma, beta, norm_param(kind, case),
-                                   case.G)
+        out, cache = _forward_call(forward, user_file, kind, case.xs[0].copy(), gamma, beta,
+                                   norm_param(kind, case, seed_shape=seed), case.G)
     except UserError as err:
         return {"forward_error": _case_error(err, case)}
-    rec = {}
+    rec = {"out": _plain(out)}
     try:
         dout = case.dout.copy()
         dx, dgamma, dbeta = _returned(_call(fn, user_file, dout, cache), ("dx", "dgamma", "dbeta"))
@@ -267,9 +386,9 @@ def _backward_case(fn, forward, user_file, kind, i: int, case: Case, layout: str
         rec["error"] = _case_error(err, case)
     if i < NUMERIC_CASES:
         try:
-            rec["numeric_dx"] = _numeric_dx(forward, user_file, kind, case, layout)
+            rec["numeric"] = _numeric_grads(forward, user_file, kind, case, layout, seed)
         except (UserError, TypeError, ValueError):
-            rec["numeric_dx"] = None
+            rec["numeric"] = None
     return rec
 
 
@@ -277,7 +396,11 @@ def run_backward(fn, forward, name: str, user_file: str | None = None) -> dict:
     """The user's backward on the cache of the user's own forward (train mode), per gamma layout."""
     kind = KIND[name]
     layouts = GAMMA_LAYOUTS.get(kind, (DEFAULT_LAYOUT,))
-    return {"layouts": {lay: [_backward_case(fn, forward, user_file, kind, i, c, lay)
+    seed = None
+    if kind in RUNNING:
+        seed = seed_shape(run_init(forward, kind, user_file), cases(kind)[1].gamma.size)
+    return {"doc_layout": doc_layout(forward) if kind in GAMMA_LAYOUTS else None,
+            "layouts": {lay: [_backward_case(fn, forward, user_file, kind, i, c, lay, seed)
                               for i, c in enumerate(cases(kind))] for lay in layouts}}
 
 

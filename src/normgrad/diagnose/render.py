@@ -17,17 +17,23 @@ def where(info: dict) -> str:
     """' at layers.py:907 when G = 1, C = 4' for an exception's info."""
     text = ""
     if info.get("file"):
-        text += f" at {info['file']}:{info['line']}"
+        text += f" at {info['file']}" + (f":{info['line']}" if info.get("line") is not None else "")
     if info.get("when"):
         text += f" when {info['when']}"
     return text
 
 
 def _errors(f) -> str:
+    """'   error dx 3.0e-16, ...   notebook rel_error dx 2.8e-06, ...': the error judged (on each
+    output's own scale) and the figure the course notebook prints (``rel_error``)."""
     shown = {k: v for k, v in f.errors.items() if v != float("inf")}
     if f.status in ("unfinished", "skipped") or not shown:
         return ""
-    return "   rel. error " + ", ".join(f"{k} {v:.1e}" for k, v in shown.items())
+    text = "   error " + ", ".join(f"{k} {v:.1e}" for k, v in shown.items())
+    book = {k: v for k, v in f.notebook.items() if k in shown and v != float("inf")}
+    if book:
+        text += "   notebook rel_error " + ", ".join(f"{k} {v:.1e}" for k, v in book.items())
+    return text
 
 
 def print_report(console, report) -> None:
@@ -58,6 +64,8 @@ def print_report(console, report) -> None:
         if f.status in ("timeout", "crash") and f.output.strip():
             tail = f.output.strip().splitlines()[-3:]
             console.print("    its last output: " + escape(" | ".join(line[:100] for line in tail)), highlight=False)
+    for hint in getattr(report, "hints", []):
+        console.print(f"[yellow]hint[/]: {escape(hint)}", highlight=False)
     wrong = [f.name for f in report.functions if f.outcome == "wrong"]
     color = "red" if report.exit_code else "green"
     console.print(f"[{color}]{report.summary()}[/]" + (f" ({', '.join(wrong)})" if wrong else ""), highlight=False)
@@ -83,7 +91,7 @@ def report_html(report) -> str:
         color = COLORS[f.outcome]
         rows.append(f"<tr><td><code>{esc(f.name)}</code></td><td style='color:{color};font-weight:bold'>"
                     f"{esc(f.outcome)}</td><td style='text-align:left'>{'<br>'.join(parts)}</td></tr>")
-    notes = "".join(f"<p><i>{esc(n)}</i></p>" for n in report.notes)
+    notes = "".join(f"<p><i>{esc(n)}</i></p>" for n in report.notes + list(getattr(report, "hints", [])))
     return (f"<div><p><b>normgrad check</b> of {esc(report.source)}: {esc(report.summary())}</p>{notes}"
             "<table><tr><th>function</th><th>outcome</th><th style='text-align:left'>what to do</th></tr>"
             + "".join(rows) + "</table></div>")

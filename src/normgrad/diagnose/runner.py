@@ -23,6 +23,7 @@ class ChildResult:
     returncode: int | None
     output: str  # the first KEEP_OUTPUT bytes the child printed
     output_bytes: int  # how much it printed in all (that reached the pipe)
+    running: str | None = None  # the user function it was in when it died or was stopped
 
 
 def _drain(pipe, keep: bytearray, counter: list) -> None:
@@ -55,14 +56,20 @@ def _wait(proc, loaded: Path, timeout: float, load_timeout: float) -> bool:
 
 
 def run_child(path: Path, name: str, timeout: float, load_timeout: float = LOAD_TIMEOUT) -> ChildResult:
-    """Run ``name`` of the user's file ``path`` in a fresh process; ``timeout`` counts from the
-    moment the file has loaded (start-up and loading get ``load_timeout``)."""
+    """Run ``name`` of the user's file ``path`` in a fresh process, in a temporary working
+    directory of its own (what the user's code writes there is removed); ``timeout`` counts
+    from the moment the file has loaded (start-up and loading get ``load_timeout``)."""
     with tempfile.TemporaryDirectory(prefix="normgrad-check-") as tmp:
         result_path = Path(tmp) / "result.json"
+        workdir = Path(tmp) / "cwd"
+        workdir.mkdir()
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "MPLBACKEND": "Agg"}
+        here = str(Path(__file__).resolve().parents[2])  # normgrad itself stays importable from there
+        env["PYTHONPATH"] = os.pathsep.join([here] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
         proc = subprocess.Popen(
-            [sys.executable, "-m", "normgrad.diagnose._child", str(path), name, str(result_path)],
+            [sys.executable, "-m", "normgrad.diagnose._child", str(Path(path).resolve()), name, str(result_path)],
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1", "MPLBACKEND": "Agg"},
+            env=env, cwd=workdir,
         )
         keep, counter = bytearray(), [0]
         reader = threading.Thread(target=_drain, args=(proc.stdout, keep, counter), daemon=True)
@@ -82,5 +89,11 @@ def run_child(path: Path, name: str, timeout: float, load_timeout: float = LOAD_
                 result = json.loads(result_path.read_text())
             except (ValueError, OSError):
                 result = None
+        running = None
+        if result is None:
+            try:
+                running = Path(str(result_path) + ".progress").read_text() or None
+            except OSError:
+                running = None
         return ChildResult(result, timed_out, None if timed_out else proc.returncode,
-                           keep.decode("utf-8", "replace"), counter[0])
+                           keep.decode("utf-8", "replace"), counter[0], running)

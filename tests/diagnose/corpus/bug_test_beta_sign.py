@@ -1,0 +1,32 @@
+"""Test mode subtracts beta."""
+import numpy as np
+
+
+def batchnorm_forward(x, gamma, beta, bn_param):
+    mode = bn_param["mode"]
+    eps = bn_param.get("eps", 1e-5)
+    momentum = bn_param.get("momentum", 0.9)
+    N, D = x.shape
+    running_mean = bn_param.get("running_mean", np.zeros(D))
+    running_var = bn_param.get("running_var", np.zeros(D))
+    if mode == "train":
+        mu, var = x.mean(axis=0), x.var(axis=0)
+        xhat = (x - mu) / np.sqrt(var + eps)
+        out = gamma * xhat + beta
+        cache = (x, xhat, mu, var, gamma, eps)
+        running_mean = momentum * running_mean + (1 - momentum) * mu
+        running_var = momentum * running_var + (1 - momentum) * var
+    else:
+        xhat = (x - running_mean) / np.sqrt(running_var + eps)
+        out = gamma * xhat - beta
+        cache = None
+    bn_param["running_mean"], bn_param["running_var"] = running_mean, running_var
+    return out, cache
+
+def batchnorm_backward_alt(dout, cache):
+    x, xhat, mu, var, gamma, eps = cache
+    N = dout.shape[0]
+    dxhat = dout * gamma
+    dx = (N * dxhat - dxhat.sum(axis=0) - xhat * (dxhat * xhat).sum(axis=0)) / (N * np.sqrt(var + eps))
+    return dx, (dout * xhat).sum(axis=0), dout.sum(axis=0)
+
