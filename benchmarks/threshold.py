@@ -19,9 +19,13 @@ def _calls(n_rows: int, width: int, dtype):
     gx, bx = g.astype(dtype), b.astype(dtype)
     m, v, s = np.empty(n_rows), np.empty(n_rows), np.empty(n_rows)
 
-    def batch(kernels, chunks):
-        mean, var, inv = kernels["channel_forward"](x, g, b, 1e-5, y, chunks)
-        kernels["channel_backward"](dy, x, g, mean, inv, True, dx, chunks)
+    zero = np.zeros(width, dtype)
+
+    def batch(kernels, chunks):  # the four passes of a training step: stats, affine, grad sums, grad input
+        mean, var = kernels["channel_stats"](x, True, chunks)
+        kernels["channel_affine"](x, zero, zero, gx, bx, y, chunks)
+        kernels["channel_grad_sums"](dy, x, zero, zero, chunks)
+        kernels["channel_grad_input"](dy, x, zero, zero, gx, bx, bx, dx, chunks)
 
     def layer(kernels, chunks):
         kernels["row_forward"](x, gx, bx, 1, 1e-5, True, y, m, v, s, chunks)

@@ -3,12 +3,15 @@ normalization layers on the fused kernels, and the state a checkpoint keeps."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from .. import kernels
 from ..core import running
 from ..core import validate as v
-from ..core.specs import BATCH, GROUP, INSTANCE, LAYER
+from ..core.specs import BATCH, GROUP, INSTANCE, LAYER, NormSpec
+from ..core.stats import NormStats
 from ..functional import layers as L
 
 SPECS = {"batchnorm": BATCH, "layernorm": LAYER, "groupnorm": GROUP, "instancenorm": INSTANCE}
@@ -18,34 +21,40 @@ def norm_forward(kind: str, a: np.ndarray, gamma, beta, param: dict, mode: str, 
     """One normalization layer with CS231n's conventions, on the fused kernels.
 
     - a: (N, D) or (N, C, H, W); gamma, beta: (C,)
-    - param: the layer's bn_param; its running_mean / running_var (zeros when
-      missing, as in the course) are replaced by new arrays in train mode
-      (``core.running.CS231N``) and used in test mode, for batch norm
-    Returns (out, cache).
+    - param: the layer's bn_param; for a norm with running statistics its
+      running_mean / running_var (``core.running.read_cs231n``) are replaced by new
+      arrays in train mode and used in test mode
+    Returns (out, cache), cache a ``LayerCache``.
     """
     spec = SPECS[kind]
     eps = v.eps_value(param.get("eps", 1e-5), a.dtype)
-    fixed = None
-    if spec.running_stats:
-        C = a.shape[1]
-        zeros = np.zeros(C, a.dtype)
-        run_mean = v.param_vector("running_mean", param.get("running_mean", zeros), ((C,),), a.dtype)
-        run_var = v.param_vector("running_var", param.get("running_var", zeros), ((C,),), a.dtype)
-        fixed = (run_mean, run_var) if mode == "test" else None
+    old = running.read_cs231n(param, spec.channels(a.shape), a.dtype) if spec.running_stats else None
+    fixed = old if spec.running_stats and mode == "test" else None
+    momentum = v.momentum_value(param.get("momentum", 0.9)) if spec.running_stats else None
     out, stats = kernels.norm_forward(spec, a, gamma, beta, G=G, eps=eps, running=fixed)
     if spec.running_stats and mode == "train":
-        momentum = v.momentum_value(param.get("momentum", 0.9))
-        new_mean, new_var = running.updated(running.CS231N, run_mean, run_var, stats.mean, stats.var,
-                                            a.size // a.shape[1], momentum)
-        param["running_mean"], param["running_var"] = new_mean.astype(a.dtype), new_var.astype(a.dtype)
-    return out, (spec, a, gamma, stats, G, fixed is None)
+        running.write_cs231n(param, old, stats.mean, stats.var, a.size // a.shape[1], momentum, a.dtype,
+                             spec.centered)
+    return out, LayerCache(spec, a, gamma, stats, G, fixed is None)
 
 
-def norm_backward(dout, cache):
+@dataclass(frozen=True)
+class LayerCache:
+    """What ``norm_backward`` needs of one normalization layer's forward."""
+
+    spec: NormSpec
+    x: np.ndarray
+    gamma: np.ndarray
+    stats: NormStats
+    groups: int | None
+    batch_stats: bool
+
+
+def norm_backward(dout, cache: LayerCache):
     """(dx, dgamma, dbeta) of ``norm_forward``; dgamma and dbeta in gamma's dtype."""
-    spec, a, gamma, stats, G, batch_stats = cache
-    dx, dgamma, dbeta = kernels.norm_backward(spec, dout, a, gamma, stats, G=G, batch_stats=batch_stats)
-    return dx, dgamma.astype(gamma.dtype), dbeta.astype(gamma.dtype)
+    dx, dgamma, dbeta = kernels.norm_backward(cache.spec, dout, cache.x, cache.gamma, cache.stats, G=cache.groups,
+                                              batch_stats=cache.batch_stats)
+    return dx, dgamma.astype(cache.gamma.dtype), dbeta.astype(cache.gamma.dtype)
 
 
 def generators(rng):

@@ -38,9 +38,10 @@ class Convention:
             return 1.0 / num_batches_tracked
         return 1.0 - momentum if self.momentum_keeps_old else momentum
 
-    def batch_var(self, var, count: int):
-        """The batch variance this convention averages, from the biased ``var`` of ``count`` values."""
-        return var * (count / (count - 1)) if self.unbiased else var
+    def batch_var(self, var, count: int, centered: bool = True):
+        """The batch variance this convention averages, from the biased ``var`` of ``count``
+        values; an uncentred norm's mean square is averaged as it is (no Bessel correction)."""
+        return var * (count / (count - 1)) if self.unbiased and centered else var
 
 
 CS231N = Convention("cs231n", momentum_keeps_old=True, unbiased=False)
@@ -53,11 +54,46 @@ def blend(running, batch, w: float):
 
 
 def updated(convention: Convention, running_mean, running_var, mean, var, count: int,
-            momentum: float | None, num_batches_tracked: int = 1):
+            momentum: float | None, num_batches_tracked: int = 1, centered: bool = True):
     """New (running_mean, running_var) after one batch of ``count`` values per channel
-    with mean ``mean`` and biased variance ``var``."""
+    with mean ``mean`` and biased variance ``var`` (uncentred: 0 and the mean square)."""
     w = convention.weight(momentum, num_batches_tracked)
-    return blend(running_mean, mean, w), blend(running_var, convention.batch_var(var, count), w)
+    return blend(running_mean, mean, w), blend(running_var, convention.batch_var(var, count, centered), w)
+
+
+def per_channel(mean, var, across: str):
+    """The batch statistics a running average takes, per channel: as they are across the
+    batch ((C,)), averaged over the samples per sample ((N, C) -> (C,), instance norm's
+    rule in torch)."""
+    if across == "batch":
+        return mean, var
+    return mean.mean(0), var.mean(0)
+
+
+def read_cs231n(param: dict, C: int, dtype, name: str = "bn_param") -> tuple[np.ndarray, np.ndarray]:
+    """(running_mean, running_var) of a CS231n ``bn_param``: zeros where missing, as the
+    course's starter code; (C,) finite, variance >= 0; integer arrays promoted to ``dtype``."""
+    from . import validate as v
+
+    pair = []
+    for key in ("running_mean", "running_var"):
+        value = param.get(key)
+        pair.append(np.zeros(C, dtype=dtype) if value is None
+                    else v.param_vector(f"{name}[{key!r}]", value, ((C,),), dtype))
+    if (pair[1] < 0).any():
+        raise ValueError(f"{name}['running_var'] must be >= 0 everywhere")
+    return pair[0], pair[1]
+
+
+def write_cs231n(param: dict, old: tuple, mean, var, count: int, momentum: float, dtype, centered: bool = True,
+                 name: str = "bn_param") -> None:
+    """Blend one batch into ``param``'s running statistics (CS231N rule), as new arrays in
+    the wider of each old statistic's and the data's dtypes; refused (param unchanged)
+    where a value would overflow that dtype."""
+    new = updated(CS231N, old[0], old[1], mean, var, count, momentum, centered=centered)
+    kept = [fits(f"{name}[{key!r}]", a, np.result_type(o, dtype))
+            for key, a, o in zip(("running_mean", "running_var"), new, old)]
+    param["running_mean"], param["running_var"] = kept
 
 
 def fits(name: str, new: np.ndarray, dtype) -> np.ndarray:

@@ -27,11 +27,14 @@ and the axes its statistics reduce over:
 | group     | (N, C, *spatial) | (N, G, C/G, prod(sp))| (2, 3)  |
 | instance  | (N, C, *spatial) | (N, C, 1, prod(sp))  | (2, 3)  |
 | rms       | (..., D)         | (prod(...), 1, D, 1) | (2, 3), uncentred |
+
+A new norm is one more ``NormSpec``; every backend and front end serves it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from math import prod
 
 from . import validate as v
@@ -39,18 +42,28 @@ from . import validate as v
 View = tuple[int, int, int, int]
 
 
+ACROSS = ("batch", "sample")
+GROUPS = ("one", "given", "channel")
+
+
 @dataclass(frozen=True)
 class NormSpec:
     """How one norm views x and where its statistics come from.
 
-    - name: 'batch', 'layer', 'group', ...
-    - features_last: x is (..., D) normalized over its last axis (layer, RMS);
-      else x is (N, C, *spatial) with channels on axis 1
-    - across: 'batch' (statistics per channel over the batch) or 'sample'
-      (per sample and group)
-    - groups: 'one' (G = 1), 'given' (the caller's G), 'channel' (G = C)
-    - centered: subtract the mean (False for RMS norm)
-    - running_stats: keeps running averages for evaluation (batch norm)
+    - name: 'batch', 'layer', 'group', ... (letters, digits and underscores)
+    - features_last: x is (..., C) with channels on its last axis (layer, RMS
+      norm); else x is (N, C, *spatial) with channels on axis 1
+    - across: 'batch' (statistics per channel over the batch and positions) or
+      'sample' (per sample and group of channels)
+    - groups: 'one' (G = 1), 'given' (the caller's G, a divisor of C), 'channel'
+      (G = C)
+    - centered: subtract the mean (False: var is the mean square, as RMS norm)
+    - running_stats: keeps running averages for evaluation; needs statistics
+      that belong to channels (across the batch, or per sample with one channel
+      per group, averaged over the batch)
+
+    Every field is honoured by every backend (functional, kernels, torch); a
+    combination that makes no sense is refused here, naming the field.
     """
 
     name: str
@@ -60,6 +73,20 @@ class NormSpec:
     centered: bool = True
     running_stats: bool = False
 
+    def __post_init__(self):
+        if not (isinstance(self.name, str) and self.name.isidentifier()):
+            raise ValueError(f"NormSpec name must be letters, digits and underscores, got {self.name!r}")
+        if self.across not in ACROSS:
+            raise ValueError(f"NormSpec across must be one of {ACROSS}, got {self.across!r}")
+        if self.groups not in GROUPS:
+            raise ValueError(f"NormSpec groups must be one of {GROUPS}, got {self.groups!r}")
+        for field in ("features_last", "centered", "running_stats"):
+            if not isinstance(getattr(self, field), bool):
+                raise TypeError(f"NormSpec {field} must be a bool, got {getattr(self, field)!r}")
+        if self.running_stats and self.across == "sample" and self.groups != "channel":
+            raise ValueError("NormSpec running_stats needs statistics per channel: across='batch', or "
+                             "across='sample' with groups='channel'")
+
     @property
     def reduce_axes(self) -> tuple[int, int]:
         """Axes of the (N, G, K, L) view that share one mean and variance."""
@@ -67,6 +94,12 @@ class NormSpec:
 
     # the axes gamma and beta are shared over, in the view
     param_axes = (0, 3)
+
+    @property
+    def code(self) -> str:
+        """The spec as one string (what ``torch.ops.normgrad`` operators take); ``from_code`` reads it."""
+        return "|".join((self.name, str(int(self.features_last)), self.across, self.groups, str(int(self.centered)),
+                         str(int(self.running_stats))))
 
     def num_groups(self, C: int, G: int | None = None) -> int:
         """G for ``C`` channels: 1, the caller's ``G`` (a divisor of C), or C."""
@@ -86,9 +119,9 @@ class NormSpec:
     def view(self, shape: tuple[int, ...], G: int | None = None) -> View:
         """The (N, G, K, L) view of an x of ``shape`` (C-contiguous x reshapes without a copy)."""
         C = self.channels(shape)
-        if self.features_last:
-            return (prod(shape[:-1]), 1, C, 1)
         groups = self.num_groups(C, G)
+        if self.features_last:
+            return (prod(shape[:-1]), groups, C // groups, 1)
         return (shape[0], groups, C // groups, prod(shape[2:]))
 
     def stats_shape(self, view: View) -> tuple[int, ...]:
@@ -109,3 +142,15 @@ INSTANCE = NormSpec("instance", features_last=False, across="sample", groups="ch
 RMS = NormSpec("rms", features_last=True, across="sample", centered=False)
 
 SPECS = {s.name: s for s in (BATCH, LAYER, GROUP, INSTANCE, RMS)}
+
+
+@lru_cache(maxsize=256)
+def from_code(code: str) -> NormSpec:
+    """The spec a ``NormSpec.code`` string describes, or a built-in spec by name ('batch', ...)."""
+    if code in SPECS:
+        return SPECS[code]
+    parts = code.split("|")
+    if len(parts) != 6:
+        raise ValueError(f"unknown norm {code!r}: a name of {sorted(SPECS)} or a NormSpec.code")
+    name, features_last, across, groups, centered, running_stats = parts
+    return NormSpec(name, features_last == "1", across, groups, centered == "1", running_stats == "1")

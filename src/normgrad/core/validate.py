@@ -136,6 +136,22 @@ def positive_integer(name: str, value) -> int:
     return int(value)
 
 
+def normalized_shape_value(normalized_shape) -> tuple[int, ...]:
+    """``normalized_shape`` (an int or a sequence of them) as a tuple of positive sizes."""
+    shape = (normalized_shape,) if isinstance(normalized_shape, Integral) else tuple(normalized_shape)
+    if not shape or any(not isinstance(s, Integral) or isinstance(s, bool) or s < 1 for s in shape):
+        raise ValueError(f"normalized_shape must be positive sizes, got {normalized_shape!r}")
+    return tuple(int(s) for s in shape)
+
+
+def trailing_shape(shape: tuple[int, ...], normalized_shape: tuple[int, ...], min_leading: int = 0) -> None:
+    """``shape`` must end with ``normalized_shape`` after at least ``min_leading`` axes."""
+    k = len(normalized_shape)
+    if tuple(shape[len(shape) - k:]) != tuple(normalized_shape) or len(shape) < k + min_leading:
+        raise ValueError(f"expected input of shape (..., {', '.join(map(str, normalized_shape))}), "
+                         f"got {tuple(shape)}")
+
+
 def integer_value(name: str, value) -> int:
     if isinstance(value, np.ndarray) and value.ndim == 0:
         value = value.item()

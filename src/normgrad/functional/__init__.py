@@ -1,4 +1,5 @@
-"""Pure forward/backward maths of the normalization layers, CS231n-compatible."""
+"""Pure forward/backward maths of the normalization layers, CS231n-compatible; any declared
+``NormSpec`` through ``norm_forward(spec, x, gamma, beta, param)`` / ``norm_backward``."""
 
 from .batchnorm import (
     batchnorm_backward,
@@ -14,6 +15,7 @@ from .batchvariants import (
     ghost_batchnorm_backward,
     ghost_batchnorm_forward,
 )
+from .generic import norm_backward, norm_forward
 from .groupnorm import spatial_groupnorm_backward, spatial_groupnorm_forward
 from .instancenorm import instancenorm_backward, instancenorm_forward, rmsnorm_backward, rmsnorm_forward
 from .layernorm import layernorm_backward, layernorm_forward
@@ -21,6 +23,8 @@ from ._norm import NormCache
 
 __all__ = [
     "NormCache",
+    "norm_forward",
+    "norm_backward",
     "batchnorm_forward",
     "batchnorm_backward",
     "batchnorm_backward_alt",

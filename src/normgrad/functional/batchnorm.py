@@ -25,47 +25,18 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..core import running
 from ..core import validate as v
 from ..core.specs import BATCH
 from ..core.stats import reduce_sum
-from ._norm import check_cache, norm_backward, normalize, working_dout
+from ._norm import check_cache, norm_backward, working_dout
+from .generic import norm_forward
 
 _BN_KINDS = ("batchnorm",)
 
 
-def _running(bn_param: dict, key: str, C: int, dtype) -> np.ndarray:
-    if bn_param.get(key) is None:
-        return np.zeros(C, dtype=dtype)
-    return v.param_vector(f"bn_param[{key!r}]", bn_param[key], ((C,),), dtype)
-
-
 def _batch_norm(x, gamma, beta, bn_param, kind):
     """Shared by the (N, D) and spatial forwards once x has been checked; C (= D) is axis 1."""
-    mode = v.mode_value(bn_param)
-    eps = v.eps_value(bn_param.get("eps", 1e-5), x.dtype)
-    momentum = v.momentum_value(bn_param.get("momentum", 0.9))
-    C = x.shape[1]
-    gamma = v.param_vector("gamma", gamma, ((C,),), x.dtype)
-    beta = v.param_vector("beta", beta, ((C,),), x.dtype)
-    running_mean = _running(bn_param, "running_mean", C, x.dtype)
-    running_var = _running(bn_param, "running_var", C, x.dtype)
-    if (running_var < 0).any():
-        raise ValueError("bn_param['running_var'] must be >= 0 everywhere")
-
-    if mode == "train":
-        v.enough_values(x.size // C, f"input of shape {x.shape}")
-        out, cache = normalize(kind, BATCH, x, gamma, beta, eps)
-        new_mean, new_var = running.updated(running.CS231N, running_mean, running_var, cache.mean.reshape(C),
-                                            cache.var.reshape(C), x.size // C, momentum)
-        # new arrays in the wider of each running statistic's and x's dtypes
-        bn_param["running_mean"] = running.fits("bn_param['running_mean']", new_mean,
-                                                np.result_type(running_mean, x))
-        bn_param["running_var"] = running.fits("bn_param['running_var']", new_var, np.result_type(running_var, x))
-    else:
-        out, cache = normalize(kind, BATCH, x, gamma, beta, eps, stats=(running_mean, running_var))
-        bn_param["running_mean"], bn_param["running_var"] = running_mean, running_var
-    return out, cache
+    return norm_forward(BATCH, x, gamma, beta, bn_param, kind=kind)
 
 
 def batchnorm_forward(x, gamma, beta, bn_param):

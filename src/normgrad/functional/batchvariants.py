@@ -23,8 +23,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..core import running, variants
 from ..core import validate as v
-from .batchnorm import _batch_norm, _running
+from .batchnorm import _batch_norm
 from ._norm import NormCache, check_cache, norm_backward
 
 
@@ -45,13 +46,6 @@ def _batch_input(x) -> np.ndarray:
     return v.checked_input("x", x, x.ndim)
 
 
-def _limit(bn_param: dict, key: str, default: float, least: float) -> float:
-    value = v.real_value(f"bn_param[{key!r}]", bn_param.get(key, default))
-    if not least <= value < np.inf:
-        raise ValueError(f"bn_param[{key!r}] must be a finite number >= {least:g}, got {value}")
-    return value
-
-
 def batchrenorm_forward(x, gamma, beta, bn_param):
     """Batch renormalization: out = gamma * (xhat * r + d) + beta.
 
@@ -66,19 +60,18 @@ def batchrenorm_forward(x, gamma, beta, bn_param):
     """
     x = _batch_input(x)
     mode = v.mode_value(bn_param)
-    rmax, dmax = _limit(bn_param, "rmax", 3.0, 1.0), _limit(bn_param, "dmax", 5.0, 0.0)
-    eps = v.eps_value(bn_param.get("eps", 1e-5), x.dtype)
+    rmax, dmax = variants.renorm_limits(bn_param.get("rmax", 3.0), bn_param.get("dmax", 5.0))
     C = x.shape[1]
-    beta_w = v.param_vector("beta", beta, ((C,),), x.dtype).astype(np.float64).reshape(1, 1, C, 1)
-    old_mean = _running(bn_param, "running_mean", C, x.dtype).astype(np.float64)
-    old_std = np.sqrt(_running(bn_param, "running_var", C, x.dtype).astype(np.float64) + eps)
+    old_mean, old_var = (a.astype(np.float64) for a in running.read_cs231n(bn_param, C, x.dtype))
     out, cache = _batch_norm(x, gamma, beta, bn_param, "batchrenorm")
     if mode != "train":
         return out, RenormCache(cache, np.ones_like(cache.mean), np.zeros_like(cache.mean))
-    r = np.clip(np.sqrt(cache.var + eps) / old_std.reshape(cache.var.shape), 1.0 / rmax, rmax)
-    d = np.clip((cache.mean - old_mean.reshape(cache.mean.shape)) / old_std.reshape(cache.mean.shape), -dmax, dmax)
-    gamma_w = cache.gamma.astype(np.float64)
-    out = cache.xhat * (gamma_w * r).astype(x.dtype) + (gamma_w * d + beta_w).astype(x.dtype)
+    shape = cache.mean.shape
+    r, d = variants.renorm_correction(cache.mean, cache.var, old_mean.reshape(shape), old_var.reshape(shape),
+                                      cache.eps, rmax, dmax)
+    beta_w = v.param_vector("beta", beta, ((C,),), x.dtype).astype(np.float64).reshape(shape)
+    scale, shift = variants.renorm_affine(cache.gamma.astype(np.float64), beta_w, r, d)
+    out = cache.xhat * scale.astype(x.dtype) + shift.astype(x.dtype)
     return out.reshape(x.shape), RenormCache(cache, r, d)
 
 
@@ -92,7 +85,7 @@ def batchrenorm_backward(dout, cache):
     scaled = dataclasses.replace(norm, gamma=(norm.gamma * cache.r).astype(norm.gamma.dtype))
     dx, dgamma_xhat, dbeta = norm_backward(dout, scaled)
     r, d = cache.r.reshape(dbeta.shape), cache.d.reshape(dbeta.shape)
-    dgamma = (r * dgamma_xhat + d * dbeta).astype(dbeta.dtype)
+    dgamma = variants.renorm_param_grads(dgamma_xhat, dbeta, r, d).astype(dbeta.dtype)
     return dx, dgamma, dbeta
 
 
@@ -117,20 +110,14 @@ def ghost_batchnorm_forward(x, gamma, beta, bn_param):
     """
     if not isinstance(bn_param, dict):
         raise TypeError(f"bn_param must be a dict, got {type(bn_param).__name__}")
-    B = v.integer_value("bn_param['virtual_batch_size']", bn_param.get("virtual_batch_size"))
-    if B < 2:
-        raise ValueError(f"bn_param['virtual_batch_size'] must be >= 2, got {B}")
+    B = variants.virtual_batch_size_value(bn_param.get("virtual_batch_size"))
     x = _batch_input(x)
     if v.mode_value(bn_param) != "train":
         out, cache = _batch_norm(x, gamma, beta, bn_param, "ghost_batchnorm")
         return out, GhostCache((cache,))
-    N = x.shape[0]
-    if N % B == 1 and x.size // (N * x.shape[1]) == 1:
-        raise ValueError(f"virtual_batch_size {B} splits the batch of {N} rows into a last chunk of 1 row: "
-                         "batch statistics of a single value are undefined")
     outs, caches = [], []
-    for start in range(0, N, B):
-        out, cache = _batch_norm(x[start:start + B], gamma, beta, bn_param, "ghost_batchnorm")
+    for lo, hi in variants.ghost_chunks(x.shape, B):
+        out, cache = _batch_norm(x[lo:hi], gamma, beta, bn_param, "ghost_batchnorm")
         outs.append(out)
         caches.append(cache)
     return np.concatenate(outs), GhostCache(tuple(caches))

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from ..core import validate as v
 from ..core.specs import GROUP
-from ._norm import check_cache, norm_backward, normalize
+from ._norm import check_cache, norm_backward
+from .generic import norm_forward
 
 
 def spatial_groupnorm_forward(x, gamma, beta, G, gn_param):
@@ -26,17 +27,10 @@ def spatial_groupnorm_forward(x, gamma, beta, G, gn_param):
     - out: output of shape (N, C, H, W), x's dtype
     - cache: what spatial_groupnorm_backward needs
     """
-    gn_param = v.param_dict(gn_param, "gn_param")
     x = v.checked_input("x", x, 4)
     C = x.shape[1]
-    G = GROUP.num_groups(C, G)
-    shapes = ((1, C, 1, 1), (C,))
-    gamma = v.param_vector("gamma", gamma, shapes, x.dtype)
-    beta = v.param_vector("beta", beta, shapes, x.dtype)
-    if gamma.shape != beta.shape:
-        raise ValueError(f"gamma and beta must have the same shape, got {gamma.shape} and {beta.shape}")
-    eps = v.eps_value(gn_param.get("eps", 1e-5), x.dtype)
-    return normalize("spatial_groupnorm", GROUP, x, gamma, beta, eps, G)
+    return norm_forward(GROUP, x, gamma, beta, gn_param, G, kind="spatial_groupnorm",
+                        gamma_shapes=((1, C, 1, 1), (C,)), name="gn_param")
 
 
 def spatial_groupnorm_backward(dout, cache):

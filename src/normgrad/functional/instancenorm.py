@@ -14,6 +14,7 @@ import numpy as np
 from ..core import validate as v
 from ..core.specs import INSTANCE, RMS
 from ._norm import check_cache, norm_backward, normalize
+from .generic import norm_forward
 
 
 def instancenorm_forward(x, gamma, beta, in_param):
@@ -27,13 +28,8 @@ def instancenorm_forward(x, gamma, beta, in_param):
     - out: output of x's shape and dtype
     - cache: what instancenorm_backward needs
     """
-    in_param = v.param_dict(in_param, "in_param")
     x = v.checked_input("x", x, 3, min_ndim=3)
-    C = x.shape[1]
-    gamma = v.param_vector("gamma", gamma, ((C,),), x.dtype)
-    beta = v.param_vector("beta", beta, ((C,),), x.dtype)
-    eps = v.eps_value(in_param.get("eps", 1e-5), x.dtype)
-    return normalize("instancenorm", INSTANCE, x, gamma, beta, eps)
+    return norm_forward(INSTANCE, x, gamma, beta, in_param, kind="instancenorm", name="in_param")
 
 
 def instancenorm_backward(dout, cache):

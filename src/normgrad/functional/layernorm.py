@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from ..core import validate as v
 from ..core.specs import LAYER
-from ._norm import check_cache, norm_backward, normalize
+from ._norm import check_cache, norm_backward
+from .generic import norm_forward
 
 
 def layernorm_forward(x, gamma, beta, ln_param):
@@ -24,13 +25,8 @@ def layernorm_forward(x, gamma, beta, ln_param):
     - out: output of shape (N, D), x's dtype
     - cache: what layernorm_backward needs
     """
-    ln_param = v.param_dict(ln_param, "ln_param")
     x = v.checked_input("x", x, 2)
-    D = x.shape[1]
-    gamma = v.param_vector("gamma", gamma, ((D,),), x.dtype)
-    beta = v.param_vector("beta", beta, ((D,),), x.dtype)
-    eps = v.eps_value(ln_param.get("eps", 1e-5), x.dtype)
-    return normalize("layernorm", LAYER, x, gamma, beta, eps)
+    return norm_forward(LAYER, x, gamma, beta, ln_param, kind="layernorm", name="ln_param")
 
 
 def layernorm_backward(dout, cache):

@@ -3,16 +3,16 @@
 Numba kernels (compiled on first use and cached on disk) when Numba is installed;
 otherwise, or when forced, the same kernels in NumPy. Force the NumPy path with the
 environment variable ``NORMGRAD_KERNELS=numpy`` or ``use_numpy(True)``;
-``backend()`` says which is in use.
+``backend()`` says which is in use (``_dispatch``).
 
-Every norm is read from its ``NormSpec`` (``normgrad.core.specs``): statistics
-across the batch (batch norm) run on the *channel* kernels over x viewed as
-(N, C, L); statistics per sample (layer, group norm) on the *row* kernels over x
-viewed as (N*G, C/G, L) (see ``_numba.py``). The functions keep x's dtype (float32
-stays float32, elementwise work too; statistics are accumulated in float64) and keep
-no array of x's size between forward and backward: a training forward returns
-``NormStats`` (mean, biased var, invstd; float64, (C,) or (N, G)) and the backward
-recomputes xhat from x.
+Every norm is read from its ``NormSpec`` (``normgrad.core.specs``), any spec a user
+declares included: statistics across the batch run on the *channel* kernels
+(``_numba_channel``), statistics per sample on the *row* kernels (``_numba_row``);
+``_norms`` holds the stages. The functions keep x's dtype (float32 stays float32,
+elementwise work too; statistics are accumulated in float64) and keep no array of
+x's size between forward and backward: a training forward returns ``NormStats``
+(mean, biased var, invstd; float64, (C,) or (N, G)) and the backward recomputes
+xhat from x.
 
 Checks: every function checks shapes, dtypes and eps like ``normgrad.functional``.
 NaN/Inf are caught where a function reduces over its input (the forwards,
@@ -28,23 +28,22 @@ Shapes: batch norm takes x (N, C) or (N, C, *spatial); group norm x (N, C,
 from __future__ import annotations
 
 import contextlib
-import functools
-import os
-import threading
 
 import numpy as np
 
 from ..core import validate as v
 from ..core.specs import BATCH, GROUP, LAYER, NormSpec
-from ..core.stats import NormStats, split_mean
+from ..core.stats import NormStats
 from . import _checks as check
 from . import _numpy
+from ._dispatch import (NCHUNKS, PARALLEL_MIN_SIZE, PARALLEL_MIN_SIZE_BESIDE_TORCH, _numba, backend,
+                        sharing_cores_with_torch, use_numpy)
+from ._norms import (channel_affine, channel_grad_input, channel_grad_sums, channel_moments,
+                     input_gradient_coefficients, sample_backward, sample_forward)
 
 try:
-    from . import _numba
     from ._fpmode import flushing_denormals, set_flush_denormal
-except ImportError:  # Numba not installed: the NumPy path only, and no switch for subnormals
-    _numba = None
+except ImportError:  # Numba not installed: no switch for subnormals
 
     def set_flush_denormal(enabled: bool) -> bool:
         """Needs Numba: does nothing and returns False here."""
@@ -53,80 +52,21 @@ except ImportError:  # Numba not installed: the NumPy path only, and no switch f
     def flushing_denormals():
         return contextlib.nullcontext(False)
 
-_force_numpy = os.environ.get("NORMGRAD_KERNELS", "").lower() == "numpy"
+
+def _per_channel(spec: NormSpec, a: np.ndarray) -> np.ndarray:
+    """x as (N, C, L): channels on axis 1, every other position on axes 0 and 2."""
+    if spec.features_last:
+        return a.reshape(-1, a.shape[-1], 1)
+    return a.reshape(a.shape[0], a.shape[1], -1)
 
 
-def use_numpy(flag: bool = True) -> None:
-    """Force (or stop forcing) the NumPy path for every kernel call."""
-    global _force_numpy
-    _force_numpy = bool(flag)
-
-
-def backend() -> str:
-    """'numba' or 'numpy': the implementation the next call will use."""
-    return "numpy" if _force_numpy or _numba is None else "numba"
-
-
-# Calls on fewer elements than these run the serial variant on the calling thread, in
-# one chunk: a parallel region costs more than it saves there, and in a training loop
-# the OpenMP workers and BLAS's threads spin-wait after each call and fight over the
-# cores. Measured on a 2-core machine with benchmarks/threshold.py: the parallel
-# variants win from about 2**17 elements (batch norm) and 2**15 (layer norm) when timed
-# alone; the thresholds sit a little higher, for the spin-waits of a real training loop.
-PARALLEL_MIN_SIZE = {"channel": 1 << 17, "row": 1 << 16}
-# Inside a PyTorch model, torch's own OpenMP workers spin on the cores after each of its
-# parallel operations, so a parallel kernel started then shares its cores with them: a
-# (256, 512) batch norm between two torch matrix products ran 1.7x slower in parallel
-# than on the calling thread. ``sharing_cores_with_torch()`` (normgrad.torch's operators
-# run in it) raises the thresholds to this.
-PARALLEL_MIN_SIZE_BESIDE_TORCH = 1 << 20
-NCHUNKS = 16  # work items of a parallel loop: fixed, so sums do not depend on the thread count
-_beside_torch = threading.local()
-
-
-@contextlib.contextmanager
-def sharing_cores_with_torch():
-    """Calls in this block go parallel only from ``PARALLEL_MIN_SIZE_BESIDE_TORCH``
-    elements (this thread only)."""
-    before = getattr(_beside_torch, "on", False)
-    _beside_torch.on = True
-    try:
-        yield
-    finally:
-        _beside_torch.on = before
-
-
-def _kernel(name: str, size: int):
-    """(kernel, chunks) for ``name`` on ``size`` elements. The chunks depend on the size
-    only, never on the thread count or the variant, so a result is the same on 1 thread
-    or 32, beside torch or not."""
-    chunked = size >= PARALLEL_MIN_SIZE[name.split("_", 1)[0]]
-    if _force_numpy or _numba is None:
-        return getattr(_numpy, name), NCHUNKS
-    if not chunked:
-        return _numba.SERIAL[name], 1
-    if getattr(_beside_torch, "on", False) and size < PARALLEL_MIN_SIZE_BESIDE_TORCH:
-        return functools.partial(_on_one_thread, _numba.PARALLEL[name]), NCHUNKS
-    return _numba.PARALLEL[name], NCHUNKS
-
-
-def _on_one_thread(kernel, *args):
-    """The parallel variant (same compiled code, same chunks, so the same sums) run by
-    the calling thread alone: Numba's thread count is per calling thread."""
-    import numba
-
-    threads = numba.get_num_threads()
-    numba.set_num_threads(1)
-    try:
-        return kernel(*args)
-    finally:
-        numba.set_num_threads(threads)
-
-
-def _as3d(spec: NormSpec, a: np.ndarray, G: int | None = None) -> np.ndarray:
-    """The spec's (N, G, K, L) view as (N, G*K, L) for the channel kernels, (N*G, K, L) for the row ones."""
-    N, groups, K, L = spec.view(a.shape, G)
-    return a.reshape(N, groups * K, L) if spec.across == "batch" else a.reshape(N * groups, K, L)
+def _running(running, C: int, eps: float) -> NormStats:
+    if not isinstance(running, (tuple, list)) or len(running) != 2:
+        raise TypeError("running must be a (running_mean, running_var) pair")
+    running_var = check.vector("running_var", running[1], C)
+    if (running_var < 0).any():
+        raise ValueError("running_var must be >= 0 everywhere")
+    return NormStats.of(check.vector("running_mean", running[0], C), running_var, eps)
 
 
 # ----------------------------------------------------------------------------- any norm
@@ -138,104 +78,56 @@ def norm_forward(spec: NormSpec, x, gamma, beta, *, G: int | None = None, eps: f
 
     - G: groups, for specs that take them (group norm)
     - running: (mean, var), each (C,), to use instead of batch statistics
-      (batch norm in evaluation mode)
+      (evaluation with running statistics)
     - out: optional preallocated output, x's shape and dtype
     Returns y (x's shape and dtype) and the NormStats used: (C,) fields for
-    batch statistics, (N, G) per sample.
+    batch or running statistics, (N, G) per sample.
     """
     x = check.data(x, 1 if spec.features_last else 2)
     C = spec.channels(x.shape)
     gamma, beta = check.vector("gamma", gamma, C), check.vector("beta", beta, C)
     eps = v.eps_value(eps, x.dtype)
-    y = check.output(out, x)
-    if spec.across == "batch":
-        return y, _batch_forward(x, gamma, beta, eps, running, y)
     groups = spec.num_groups(C, G)
-    x3 = _as3d(spec, x, groups)
-    R = x3.shape[0]
-    mean, var, invstd = np.empty(R), np.empty(R), np.empty(R)
-    kernel, chunks = _kernel("row_forward", x.size)
-    kernel(x3, gamma.astype(x.dtype), beta.astype(x.dtype), groups, eps, spec.centered, _as3d(spec, y, groups), mean,
-           var, invstd, chunks)
-    check.finite_after((mean, var), ("x", x))
-    shape = (R // groups, groups)
-    return y, NormStats(mean.reshape(shape), var.reshape(shape), invstd.reshape(shape))
-
-
-def _batch_forward(x, gamma, beta, eps, running, y) -> NormStats:
-    C = x.shape[1]
-    x3 = x.reshape(x.shape[0], C, -1)
-    if running is None:
-        v.enough_values(x.size // C, f"input of shape {x.shape}")
-        kernel, chunks = _kernel("channel_forward", x.size)
-        mean, var, invstd = kernel(x3, gamma, beta, eps, y.reshape(x3.shape), chunks)
-        check.finite_after((mean, var), ("x", x))
-        return NormStats(mean, var, invstd)
-    running_var = check.vector("running_var", running[1], C)
-    if (running_var < 0).any():
-        raise ValueError("running_var must be >= 0 everywhere")
-    stats = NormStats.of(check.vector("running_mean", running[0], C), running_var, eps)
-    v.finite("x", x)  # no reduction in this mode to catch it
-    _normalize(x, stats.mean, stats.invstd, gamma, beta, y)
-    return stats
-
-
-def _normalize(x, mean, invstd, gamma, beta, y) -> None:
-    """y = (x - mean) * invstd * gamma + beta per channel, elementwise in x's dtype."""
-    hi, lo = split_mean(mean, x.dtype)
-    x3 = x.reshape(x.shape[0], x.shape[1], -1)
-    kernel, chunks = _kernel("channel_affine", x.size)
-    kernel(x3, hi, lo, (invstd * gamma).astype(x.dtype), beta.astype(x.dtype), y.reshape(x3.shape), chunks)
+    fixed = None if running is None else _running(running, C, eps)
+    y = check.output(out, x)
+    if fixed is not None:
+        v.finite("x", x)  # no reduction in this mode to catch it
+        channel_affine(_per_channel(spec, x), fixed.mean, fixed.invstd * gamma, beta, _per_channel(spec, y))
+        return y, fixed
+    if spec.across == "sample":
+        return y, sample_forward(spec, x, gamma, beta, groups, eps, y)
+    x3 = _per_channel(spec, x)
+    v.enough_values(x.size // C, f"input of shape {x.shape}")
+    stats = NormStats.of(*channel_moments(spec, x3), eps)
+    channel_affine(x3, stats.mean, stats.invstd * gamma, beta, _per_channel(spec, y))
+    return y, stats
 
 
 def norm_backward(spec: NormSpec, dy, x, gamma, stats, *, G: int | None = None, batch_stats: bool = True,
                   out=None):
     """Gradients of ``norm_forward``, given its x, gamma and NormStats.
 
-    ``batch_stats=False``: the statistics were constants (batch norm in evaluation
-    mode). Returns (dx, dgamma, dbeta): dx in x's shape and dtype, the others (C,)
-    float64.
+    ``batch_stats=False``: the statistics were constants (running statistics in
+    evaluation). Returns (dx, dgamma, dbeta): dx in x's shape and dtype, the others
+    (C,) float64.
     """
     x = check.data(x, 1 if spec.features_last else 2)
     dy = check.upstream(dy, x)
     C = spec.channels(x.shape)
     gamma = check.vector("gamma", gamma, C)
-    if spec.across == "batch":
-        stats = check.stats(stats, (C,))
-        dx = check.output(out, x)
-        x3 = x.reshape(x.shape[0], C, -1)
-        kernel, chunks = _kernel("channel_backward", x.size)
-        dgamma, dbeta = kernel(dy.reshape(x3.shape), x3, gamma, stats.mean, stats.invstd, bool(batch_stats),
-                               dx.reshape(x3.shape), chunks)
-        check.finite_after((dgamma, dbeta), ("dy", dy), ("x", x))
-        return dx, dgamma, dbeta
     groups = spec.num_groups(C, G)
-    x3 = _as3d(spec, x, groups)
-    stats = check.stats(stats, (x3.shape[0] // groups, groups))
+    if spec.across == "sample" and batch_stats:
+        stats = check.stats(stats, spec.stats_shape(spec.view(x.shape, groups)))
+        dx = check.output(out, x)
+        dgamma, dbeta = sample_backward(spec, dy, x, gamma, groups, stats, dx)
+        return dx, dgamma, dbeta
+    stats = check.stats(stats, (C,))
     dx = check.output(out, x)
-    kernel, chunks = _kernel("row_backward", x.size)
-    dgamma, dbeta = kernel(_as3d(spec, dy, groups), x3, gamma.astype(x.dtype), groups, spec.centered,
-                           stats.mean.reshape(-1), stats.invstd.reshape(-1), _as3d(spec, dx, groups), chunks)
-    check.finite_after((dgamma, dbeta), ("dy", dy), ("x", x))
-    return dx, dgamma, dbeta
-
-
-def _grad_sums(dy, x, mean):
-    hi, lo = split_mean(mean, x.dtype)
-    kernel, chunks = _kernel("channel_grad_sums", x.size)
-    sums = kernel(_as3d(BATCH, dy), _as3d(BATCH, x), hi, lo, chunks)
-    check.finite_after(sums, ("dy", dy), ("x", x))
-    return sums
-
-
-def _grad_input(dy, x, mean, invstd, gamma, sum_dy, sum_dy_xmu, count, out):
-    """dx = gamma * invstd * (dy - sum_dy / count - (x - mean) * invstd**2 * sum_dy_xmu / count)."""
-    dx = check.output(out, x)
-    hi, lo = split_mean(mean, x.dtype)
-    coefs = [(gamma * invstd), sum_dy / count, sum_dy_xmu * invstd**2 / count]
-    kernel, chunks = _kernel("channel_grad_input", x.size)
-    kernel(_as3d(BATCH, dy), _as3d(BATCH, x), hi, lo, *(c.astype(x.dtype) for c in coefs), _as3d(BATCH, dx), chunks)
-    return dx
+    x3, dy3 = _per_channel(spec, x), _per_channel(spec, dy)
+    sum_dy, sum_dy_xmu = channel_grad_sums(dy3, x3, stats.mean)
+    coefs = input_gradient_coefficients(spec, stats, gamma, sum_dy, sum_dy_xmu, x.size // C, bool(batch_stats))
+    channel_grad_input(dy3, x3, stats.mean, *coefs, _per_channel(spec, dx))
+    return dx, sum_dy_xmu * stats.invstd, sum_dy
 
 
 # ----------------------------------------------------------------------------- batch norm
@@ -278,10 +170,7 @@ def batchnorm_stats(x):
     """Per-channel mean and biased variance of x (N, C, *spatial) over N and the
     spatial axes: two (C,) float64 arrays, from x.size // C values each."""
     x = check.data(x, 2)
-    kernel, chunks = _kernel("channel_stats", x.size)
-    mean, var = kernel(_as3d(BATCH, x), chunks)
-    check.finite_after((mean, var), ("x", x))
-    return mean, var
+    return channel_moments(BATCH, _per_channel(BATCH, x))
 
 
 def batchnorm_normalize(x, mean, invstd, gamma, beta, *, out=None):
@@ -291,7 +180,7 @@ def batchnorm_normalize(x, mean, invstd, gamma, beta, *, out=None):
     mean, invstd, gamma, beta = (check.vector(n, a, C) for n, a in
                                  (("mean", mean), ("invstd", invstd), ("gamma", gamma), ("beta", beta)))
     y = check.output(out, x)
-    _normalize(x, mean, invstd, gamma, beta, y)
+    channel_affine(_per_channel(BATCH, x), mean, invstd * gamma, beta, _per_channel(BATCH, y))
     return y
 
 
@@ -301,7 +190,8 @@ def batchnorm_grad_sums(dy, x, mean):
     Summed over every process of a synchronized batch norm they are dbeta and
     dgamma / invstd of the whole batch."""
     x = check.data(x, 2)
-    return _grad_sums(check.upstream(dy, x), x, check.vector("mean", mean, x.shape[1]))
+    dy = check.upstream(dy, x)
+    return channel_grad_sums(_per_channel(BATCH, dy), _per_channel(BATCH, x), check.vector("mean", mean, x.shape[1]))
 
 
 def batchnorm_grad_input(dy, x, mean, invstd, gamma, sum_dy, sum_dy_xmu, count: int, *, out=None):
@@ -321,7 +211,10 @@ def batchnorm_grad_input(dy, x, mean, invstd, gamma, sum_dy, sum_dy_xmu, count: 
     count = v.integer_value("count", count)
     if count < 1:
         raise ValueError(f"count must be positive, got {count}")
-    return _grad_input(dy, x, mean, invstd, gamma, sum_dy, sum_dy_xmu, count, out)
+    dx = check.output(out, x)
+    coefs = input_gradient_coefficients(BATCH, NormStats(mean, mean, invstd), gamma, sum_dy, sum_dy_xmu, count)
+    channel_grad_input(_per_channel(BATCH, dy), _per_channel(BATCH, x), mean, *coefs, _per_channel(BATCH, dx))
+    return dx
 
 
 # ----------------------------------------------------------------------------- per-sample norms
@@ -360,7 +253,7 @@ def adam_step(w, dw, m, v, learning_rate, beta1, beta2, epsilon, t):
     w, dw, m, v: arrays of one shape and float dtype; t: the update's number (from 1)."""
     arrays = [np.ascontiguousarray(a, dtype=w.dtype).reshape(-1) for a in (w, dw, m, v)]
     out = [np.empty_like(arrays[0]) for _ in range(3)]
-    if _force_numpy or _numba is None:
+    if backend() == "numpy":
         _numpy.adam_step(*arrays, learning_rate, beta1, beta2, epsilon, t, *out)
     else:
         scalar = w.dtype.type
@@ -370,6 +263,10 @@ def adam_step(w, dw, m, v, learning_rate, beta1, beta2, epsilon, t):
 
 
 __all__ = [
+    "NCHUNKS",
+    "PARALLEL_MIN_SIZE",
+    "PARALLEL_MIN_SIZE_BESIDE_TORCH",
+    "sharing_cores_with_torch",
     "adam_step",
     "flushing_denormals",
     "set_flush_denormal",

@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..core.stats import moments, normalize_backward
+from ..core.stats import mean_square, moments, normalize_backward
 
 _C = (1, -1, 1)  # a (C,) vector against (N, C, L)
 
 
-def channel_stats(x, nchunks):
+def channel_stats(x, centered, nchunks):
+    if not centered:
+        ms = mean_square(x, (0, 2)).reshape(-1)
+        return np.zeros_like(ms), ms
     mean, var, _ = moments(x, (0, 2))
     return mean.reshape(-1), var.reshape(-1)
 
@@ -40,29 +43,13 @@ def channel_grad_input(dy, x, mean_hi, mean_lo, scale, c1, c2, dx, nchunks):
     dx[...] = (dy.astype(np.float64) - c1.reshape(_C) - xmu * c2.reshape(_C)) * scale.reshape(_C)
 
 
-def channel_forward(x, gamma, beta, eps, y, nchunks):
-    mean, var = channel_stats(x, nchunks)
-    invstd = 1.0 / np.sqrt(var + eps)
-    channel_affine(x, mean, np.zeros_like(mean), invstd * gamma, beta, y, nchunks)
-    return mean, var, invstd
-
-
-def channel_backward(dy, x, gamma, mean, invstd, batch_stats, dx, nchunks):
-    zero = np.zeros_like(mean)
-    sum_dy, sum_dy_xmu = channel_grad_sums(dy, x, mean, zero, nchunks)
-    count = x.size // mean.size
-    c1, c2 = (sum_dy / count, sum_dy_xmu * invstd**2 / count) if batch_stats else (zero, zero)
-    channel_grad_input(dy, x, mean, zero, gamma * invstd, c1, c2, dx, nchunks)
-    return sum_dy_xmu * invstd, sum_dy
-
-
 def _row_stats(x, centered):
     """(mean, var) per row of x (R, K, L), shaped (R, 1, 1), float64."""
     if centered:
         m, s2, _ = moments(x, (1, 2))
         return m, s2
-    x64 = x.astype(np.float64)
-    return np.zeros((x.shape[0], 1, 1)), np.mean(x64 * x64, axis=(1, 2), keepdims=True)
+    ms = mean_square(x, (1, 2))
+    return np.zeros_like(ms), ms
 
 
 def _row_params(a, x):
@@ -88,10 +75,7 @@ def row_backward(dy, x, gamma, G, centered, mean, invstd, dx, nchunks):
     dgamma = (dy64 * xhat).sum(axis=2).reshape(R // G, G * K).sum(axis=0)
     dbeta = dy64.sum(axis=2).reshape(R // G, G * K).sum(axis=0)
     dxhat = dy64 * _row_params(gamma, x)
-    if centered:
-        dx[...] = normalize_backward(dxhat, xhat, ivar, (1, 2))
-    else:  # no path through a mean
-        dx[...] = ivar * (dxhat - xhat * (dxhat * xhat).mean(axis=(1, 2), keepdims=True))
+    dx[...] = normalize_backward(dxhat, xhat, ivar, (1, 2), centered)
     return dgamma, dbeta
 
 

@@ -21,7 +21,7 @@ from ..core import validate as v
 from ..core.sync import (Communicator, CountingCommunicator, LocalCommunicator, SyncError, agree_layout,
                          synced_backward, synced_forward)
 from .module import Module
-from .norm import BatchNorm1d, BatchNorm2d, _BatchNorm
+from .norm import BatchNorm1d, BatchNorm2d, Saved, _BatchNorm
 
 __all__ = ["SyncBatchNorm", "convert_sync_batchnorm", "allreduce_grads", "shard_bounds", "Communicator",
            "LocalCommunicator", "CountingCommunicator", "SyncError"]
@@ -78,17 +78,19 @@ class SyncBatchNorm(_BatchNorm):
             agree_layout(self.comm, self.num_features)
             self._layout_agreed = True
         x = np.asarray(x)  # checked inside the exchange, so a bad input on one rank stops every rank
+        self._run_hooks(x)
         gamma, beta = (np.asarray(a, dtype=np.float64) for a in self._gamma_beta())
         y, stats = synced_forward(self.comm, _KernelOps, x, self.num_features, gamma, beta, self.eps)
         if self.track_running_stats:
             self._update_running(stats.count, stats.mean, stats.var)
-        self._saved = (np.ascontiguousarray(x), stats)
+        self._saved = Saved(np.ascontiguousarray(x), stats, True)
         return y
 
     def backward(self, dout):
         if not self._synced():
             return super().backward(dout)
-        x, stats = self._saved_or_raise()
+        saved = self._saved_or_raise()
+        x, stats = saved.x, saved.stats
         dout = np.asarray(dout)
         err = None
         if dout.shape != x.shape:  # still take part, so the other ranks are told, not left waiting

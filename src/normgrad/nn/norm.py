@@ -1,5 +1,8 @@
 """Normalization modules with PyTorch conventions, on the fused kernels.
 
+``Norm(spec, num_features)`` is any declared norm (``normgrad.NormSpec``) as a module;
+batch, group and instance norm are it with their spec and input check.
+
 Batch-norm modules match ``torch.nn.BatchNorm*d``: ``momentum`` is the weight of
 the new batch (None = cumulative average), the running variance is the unbiased
 batch variance (``core.running.TORCH``), ``num_batches_tracked`` counts training
@@ -9,18 +12,48 @@ num_batches_tracked``.
 
 from __future__ import annotations
 
-from numbers import Integral
+from dataclasses import dataclass
 
 import numpy as np
 
 from .. import kernels
 from ..core import running
 from ..core import validate as v
-from ..core.specs import INSTANCE, RMS
+from ..core.specs import BATCH, GROUP, INSTANCE, RMS, NormSpec
+from ..core.stats import NormStats
 from .module import Module
 
 
+@dataclass(frozen=True)
+class Saved:
+    """What a norm module's backward needs of its last forward.
+
+    - x: the input as the kernels took it (C-contiguous, x's dtype)
+    - stats: the NormStats used (batch, per-sample or running statistics)
+    - batch_stats: False when the statistics were constants (running statistics)
+    """
+
+    x: np.ndarray
+    stats: NormStats
+    batch_stats: bool
+
+
+class HookHandle:
+    """Removes one registered hook."""
+
+    _next = 0
+
+    def __init__(self, hooks: dict):
+        HookHandle._next += 1
+        self.key, self._hooks = HookHandle._next, hooks
+
+    def remove(self) -> None:
+        self._hooks.pop(self.key, None)
+
+
 class _NormBase(Module):
+    """Parameters (weight, bias when affine), eps, and the saved forward."""
+
     def __init__(self, num_features: int, eps: float, affine: bool, dtype):
         super().__init__()
         self.num_features = v.positive_integer("num_features", num_features)
@@ -30,7 +63,19 @@ class _NormBase(Module):
         if self.affine:
             self.params["weight"] = np.ones(num_features, self.dtype)
             self.params["bias"] = np.zeros(num_features, self.dtype)
-        self._saved = None
+        self._saved: Saved | None = None
+        self._forward_hooks: dict[int, object] = {}
+
+    def register_forward_hook(self, hook) -> "HookHandle":
+        """Call ``hook(module, x)`` with each checked input before the forward computes;
+        returns a handle whose ``remove()`` unregisters it."""
+        handle = HookHandle(self._forward_hooks)
+        self._forward_hooks[handle.key] = hook
+        return handle
+
+    def _run_hooks(self, x) -> None:
+        for hook in list(self._forward_hooks.values()):
+            hook(self, x)
 
     def _init_running(self, momentum: float | None, track_running_stats: bool) -> None:
         """momentum and, when tracked, the running-statistics buffers (PyTorch's names and starts)."""
@@ -51,62 +96,108 @@ class _NormBase(Module):
             self.grads["weight"] = dgamma.astype(self.params["weight"].dtype).reshape(self.params["weight"].shape)
             self.grads["bias"] = dbeta.astype(self.params["bias"].dtype).reshape(self.params["bias"].shape)
 
-    def _saved_or_raise(self):
+    def _saved_or_raise(self) -> Saved:
         if self._saved is None:
             raise RuntimeError(f"{type(self).__name__}.backward called before forward")
         return self._saved
 
 
-class _BatchNorm(_NormBase):
-    """Shared by BatchNorm1d and BatchNorm2d; they differ only in ``_check_input_dim``."""
+class Norm(_NormBase):
+    """Any declared norm as a module with PyTorch's conventions.
 
-    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1,
-                 affine: bool = True, track_running_stats: bool = True, dtype=np.float32):
+    ``Norm(spec, num_features)`` serves a ``NormSpec`` a user declares; batch, group
+    and instance norm are this class with their spec and input check. Parameters
+    weight and bias (C,) when ``affine``; with ``track_running_stats`` (default: the
+    spec's ``running_stats``) buffers running_mean, running_var and
+    num_batches_tracked, updated in training (``core.running.TORCH``: momentum is the
+    new batch's weight, None a cumulative average; the unbiased batch variance,
+    uncentred norms their mean square as it is) and used in evaluation.
+    ``num_groups``: G, for a spec whose groups are given.
+    """
+
+    spec: NormSpec = BATCH
+
+    def __init__(self, spec: NormSpec | None = None, num_features: int = 1, eps: float = 1e-5,
+                 momentum: float | None = 0.1, affine: bool = True, track_running_stats: bool | None = None,
+                 num_groups: int | None = None, dtype=np.float32):
         super().__init__(num_features, eps, affine, dtype)
-        self._init_running(momentum, track_running_stats)
+        if spec is not None:
+            if not isinstance(spec, NormSpec):
+                raise TypeError(f"spec must be a NormSpec, got {type(spec).__name__}")
+            self.spec = spec
+        self.num_groups = self.spec.num_groups(self.num_features, num_groups) if self.spec.groups == "given" else None
+        self._init_running(momentum, self.spec.running_stats if track_running_stats is None else track_running_stats)
 
-    def _check_input_dim(self, x):
-        raise NotImplementedError
+    def _check_input_dim(self, x) -> None:
+        """The rank check of a named subclass (BatchNorm2d: 4-D); any rank >= 2 here."""
+        if x.ndim < 2:
+            raise ValueError(f"expected at least 2D input (got {x.ndim}D input)")
 
     def _checked(self, x) -> np.ndarray:
         x = v.float_array("x", x)
         self._check_input_dim(x)
-        if x.shape[1] != self.num_features:
-            raise ValueError(f"expected {self.num_features} channels (axis 1), got input of shape {x.shape}")
+        if self.spec.channels(x.shape) != self.num_features:
+            layout = f"(..., {self.num_features})" if self.spec.features_last else f"(N, {self.num_features}, ...)"
+            raise ValueError(f"expected input of shape {layout}, got {x.shape}")
         return x
 
     def forward(self, x):
-        """x: (N, C) or (N, C, L) for 1d, (N, C, H, W) for 2d. Returns y of x's shape and dtype."""
+        """x: (N, C, *spatial), or (..., C) for a features-last spec. Returns y of x's shape and dtype."""
         x = self._checked(x)
+        self._run_hooks(x)
         gamma, beta = self._gamma_beta()
         batch_stats = self.training or not self.track_running_stats
-        if batch_stats:
-            y, stats = kernels.batchnorm_forward(x, gamma, beta, training=True, eps=self.eps)
-            if self.training and self.track_running_stats:
-                self._update_running(x.size // self.num_features, stats.mean, stats.var)
-        else:
-            y, stats = kernels.batchnorm_forward(
-                x, gamma, beta, training=False, eps=self.eps,
-                running_mean=self.buffers["running_mean"], running_var=self.buffers["running_var"])
-        self._saved = (x, stats, batch_stats)
+        running = None if batch_stats else (self.buffers["running_mean"], self.buffers["running_var"])
+        y, stats = kernels.norm_forward(self.spec, x, gamma, beta, G=self.num_groups, eps=self.eps, running=running)
+        if self.training and self.track_running_stats:
+            self._track(x.shape, stats)
+        self._saved = Saved(np.ascontiguousarray(x), stats, batch_stats)
         return y
-
-    def _update_running(self, count: int, mean, var):
-        """Fold one batch's mean and biased variance (from ``count`` values per channel) into the running stats."""
-        b = self.buffers
-        b["num_batches_tracked"] = np.array(int(b["num_batches_tracked"]) + 1, dtype=np.int64)
-        new_mean, new_var = running.updated(running.TORCH, b["running_mean"], b["running_var"], mean, var, count,
-                                            self.momentum, int(b["num_batches_tracked"]))
-        b["running_mean"] = new_mean.astype(b["running_mean"].dtype)
-        b["running_var"] = new_var.astype(b["running_var"].dtype)
 
     def backward(self, dout):
         """dout: y's shape. Returns dx; fills grads['weight'], grads['bias'] when affine."""
-        x, stats, batch_stats = self._saved_or_raise()
+        saved = self._saved_or_raise()
         gamma, _ = self._gamma_beta()
-        dx, dgamma, dbeta = kernels.batchnorm_backward(dout, x, gamma, stats, training=batch_stats)
+        dx, dgamma, dbeta = kernels.norm_backward(self.spec, dout, saved.x, gamma, saved.stats, G=self.num_groups,
+                                                  batch_stats=saved.batch_stats)
         self._set_grads(dgamma, dbeta)
         return dx
+
+    def _track(self, shape, stats) -> None:
+        """Blend one batch's statistics into the running ones (PyTorch's rules): across the
+        batch, num_batches_tracked counts and momentum None is a cumulative average; per
+        sample (instance norm), the per-sample statistics averaged over the batch, and
+        momentum None leaves them as they are."""
+        view = self.spec.view(shape, self.num_groups)
+        mean, var = running.per_channel(stats.mean, stats.var, self.spec.across)
+        if self.spec.across == "batch":
+            self._update_running(self.spec.count(view), mean, var)
+        elif self.momentum is not None:
+            self._blend(self.spec.count(view), mean, var, self.momentum, 1)
+
+    def _update_running(self, count: int, mean, var):
+        """Fold one batch's mean and biased variance (from ``count`` values per channel) into the
+        running statistics, counting it in num_batches_tracked."""
+        tracked = int(self.buffers["num_batches_tracked"]) + 1
+        self._blend(count, mean, var, self.momentum, tracked)
+        self.buffers["num_batches_tracked"] = np.array(tracked, dtype=np.int64)
+
+    def _blend(self, count, mean, var, momentum, tracked):
+        b = self.buffers
+        new_mean, new_var = running.updated(running.TORCH, b["running_mean"], b["running_var"], mean, var, count,
+                                            momentum, tracked, self.spec.centered)
+        b["running_mean"] = new_mean.astype(b["running_mean"].dtype)
+        b["running_var"] = new_var.astype(b["running_var"].dtype)
+
+
+class _BatchNorm(Norm):
+    """Shared by BatchNorm1d and BatchNorm2d; they differ only in ``_check_input_dim``."""
+
+    spec = BATCH
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1,
+                 affine: bool = True, track_running_stats: bool = True, dtype=np.float32):
+        super().__init__(None, num_features, eps, momentum, affine, track_running_stats, dtype=dtype)
 
 
 class BatchNorm1d(_BatchNorm):
@@ -125,19 +216,11 @@ class BatchNorm2d(_BatchNorm):
             raise ValueError(f"expected 4D input (got {x.ndim}D input)")
 
 
-def normalized_shape_value(normalized_shape) -> tuple[int, ...]:
-    """``normalized_shape`` (an int or a sequence of them) as a tuple of positive sizes."""
-    shape = (normalized_shape,) if isinstance(normalized_shape, Integral) else tuple(normalized_shape)
-    if not shape or any(not isinstance(s, Integral) or isinstance(s, bool) or s < 1 for s in shape):
-        raise ValueError(f"normalized_shape must be positive sizes, got {normalized_shape!r}")
-    return tuple(int(s) for s in shape)
-
-
 class LayerNorm(_NormBase):
     """Layer norm over the trailing ``normalized_shape`` dimensions of x."""
 
     def __init__(self, normalized_shape, eps: float = 1e-5, elementwise_affine: bool = True, dtype=np.float32):
-        self.normalized_shape = normalized_shape_value(normalized_shape)
+        self.normalized_shape = v.normalized_shape_value(normalized_shape)
         super().__init__(int(np.prod(self.normalized_shape)), eps, elementwise_affine, dtype)
         if self.affine:
             self.params["weight"] = self.params["weight"].reshape(self.normalized_shape)
@@ -146,11 +229,8 @@ class LayerNorm(_NormBase):
     def forward(self, x):
         """x: (..., *normalized_shape). Returns y of x's shape and dtype."""
         x = v.float_array("x", x)
-        k = len(self.normalized_shape)
-        if x.shape[x.ndim - k:] != self.normalized_shape or x.ndim <= k:
-            raise ValueError(f"expected input of shape (..., {', '.join(map(str, self.normalized_shape))}), "
-                             f"got {x.shape}")
-        flat = x.reshape(*x.shape[: x.ndim - k], self.num_features)
+        v.trailing_shape(x.shape, self.normalized_shape, min_leading=1)
+        flat = x.reshape(*x.shape[: x.ndim - len(self.normalized_shape)], self.num_features)
         gamma, beta = (a.reshape(-1) for a in self._gamma_beta())
         y, stats = kernels.layernorm_forward(flat, gamma, beta, eps=self.eps)
         self._saved = (flat, stats, x.shape)
@@ -167,32 +247,18 @@ class LayerNorm(_NormBase):
         return dx.reshape(shape)
 
 
-class GroupNorm(_NormBase):
-    """Group norm: channels split into ``num_groups``; statistics per example and group."""
+class GroupNorm(Norm):
+    """Group norm: channels split into ``num_groups``; statistics per example and group.
+    x: (N, C, *spatial)."""
+
+    spec = GROUP
 
     def __init__(self, num_groups: int, num_channels: int, eps: float = 1e-5, affine: bool = True,
                  dtype=np.float32):
-        super().__init__(num_channels, eps, affine, dtype)
-        self.num_groups = v.integer_value("num_groups", num_groups)
-        if self.num_groups < 1 or num_channels % self.num_groups:
+        G = v.integer_value("num_groups", num_groups)
+        if G < 1 or v.positive_integer("num_channels", num_channels) % G:
             raise ValueError(f"num_channels ({num_channels}) must be divisible by num_groups ({num_groups})")
-
-    def forward(self, x):
-        """x: (N, C, *spatial). Returns y of x's shape and dtype."""
-        x = v.float_array("x", x)
-        if x.ndim < 2 or x.shape[1] != self.num_features:
-            raise ValueError(f"expected input of shape (N, {self.num_features}, ...), got {x.shape}")
-        gamma, beta = self._gamma_beta()
-        y, stats = kernels.groupnorm_forward(x, gamma, beta, self.num_groups, eps=self.eps)
-        self._saved = (x, stats)
-        return y
-
-    def backward(self, dout):
-        x, stats = self._saved_or_raise()
-        gamma, _ = self._gamma_beta()
-        dx, dgamma, dbeta = kernels.groupnorm_backward(dout, x, gamma, self.num_groups, stats)
-        self._set_grads(dgamma, dbeta)
-        return dx
+        super().__init__(None, num_channels, eps, None, affine, False, G, dtype)
 
 
 class RMSNorm(Module):
@@ -202,7 +268,7 @@ class RMSNorm(Module):
     def __init__(self, normalized_shape, eps: float | None = None, elementwise_affine: bool = True,
                  dtype=np.float32):
         super().__init__()
-        self.normalized_shape = normalized_shape_value(normalized_shape)
+        self.normalized_shape = v.normalized_shape_value(normalized_shape)
         self.eps = None if eps is None else v.eps_value(eps)
         self.elementwise_affine = bool(elementwise_affine)
         if self.elementwise_affine:
@@ -212,10 +278,7 @@ class RMSNorm(Module):
     def forward(self, x):
         """x: (..., *normalized_shape). Returns y of x's shape and dtype."""
         x = v.float_array("x", x)
-        k = len(self.normalized_shape)
-        if x.shape[x.ndim - k:] != self.normalized_shape:
-            raise ValueError(f"expected input of shape (..., {', '.join(map(str, self.normalized_shape))}), "
-                             f"got {x.shape}")
+        v.trailing_shape(x.shape, self.normalized_shape)
         D = int(np.prod(self.normalized_shape))
         flat = x.reshape(-1, D)
         gamma = self.params["weight"].reshape(-1) if self.elementwise_affine else np.ones(D)
@@ -235,59 +298,27 @@ class RMSNorm(Module):
         return dx.reshape(shape)
 
 
-class _InstanceNorm(_NormBase):
+class _InstanceNorm(Norm):
     """Instance norm: statistics per example and channel over the spatial axes
     (``torch.nn.InstanceNorm*d``: affine and running statistics off by default; with
     ``track_running_stats``, training updates running averages of the per-instance
     means and unbiased variances, averaged over the batch, and evaluation normalizes
     with them; momentum None leaves them as they are and num_batches_tracked is never
-    counted, as there)."""
+    counted, as there). Training needs more than one spatial element, as torch's."""
 
+    spec = INSTANCE
     spatial_dims = 1
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1, affine: bool = False,
                  track_running_stats: bool = False, dtype=np.float32):
-        super().__init__(num_features, eps, affine, dtype)
-        self._init_running(momentum, track_running_stats)
+        super().__init__(None, num_features, eps, momentum, affine, track_running_stats, dtype=dtype)
 
-    def forward(self, x):
-        """x: (N, C, *spatial) with ``spatial_dims`` spatial axes. Returns y of x's shape."""
-        x = v.float_array("x", x)
-        if x.ndim != 2 + self.spatial_dims or x.shape[1] != self.num_features:
-            raise ValueError(f"expected input of shape (N, {self.num_features}"
-                             f"{', ...' * self.spatial_dims}), got {x.shape}")
-        gamma, beta = self._gamma_beta()
-        if self.training or not self.track_running_stats:
-            y, stats = kernels.norm_forward(INSTANCE, x, gamma, beta, eps=self.eps)
-            if self.training and self.track_running_stats:
-                self._update_running(x, stats)
-            self._saved = (x, stats, True)
-        else:
-            y, stats = kernels.batchnorm_forward(x, gamma, beta, training=False, eps=self.eps,
-                                                 running_mean=self.buffers["running_mean"],
-                                                 running_var=self.buffers["running_var"])
-            self._saved = (x, stats, False)
-        return y
-
-    def _update_running(self, x, stats):
-        """As torch.nn.InstanceNorm*d: momentum None means 0 (no update), num_batches_tracked stays 0."""
-        b = self.buffers
-        count = x.size // (x.shape[0] * x.shape[1])
-        momentum = 0.0 if self.momentum is None else self.momentum
-        new_mean, new_var = running.updated(running.TORCH, b["running_mean"], b["running_var"],
-                                            stats.mean.mean(axis=0), stats.var.mean(axis=0), count, momentum)
-        b["running_mean"] = new_mean.astype(b["running_mean"].dtype)
-        b["running_var"] = new_var.astype(b["running_var"].dtype)
-
-    def backward(self, dout):
-        x, stats, instance_stats = self._saved_or_raise()
-        gamma, _ = self._gamma_beta()
-        if instance_stats:
-            dx, dgamma, dbeta = kernels.norm_backward(INSTANCE, dout, x, gamma, stats)
-        else:
-            dx, dgamma, dbeta = kernels.batchnorm_backward(dout, x, gamma, stats, training=False)
-        self._set_grads(dgamma, dbeta)
-        return dx
+    def _check_input_dim(self, x):
+        if x.ndim != 2 + self.spatial_dims:
+            raise ValueError(f"expected input of shape (N, {self.num_features}{', ...' * self.spatial_dims}), "
+                             f"got {x.shape}")
+        if self.training and x.ndim > 2 and x.size and x.size // (x.shape[0] * x.shape[1]) == 1:
+            raise ValueError(f"Expected more than 1 spatial element when training, got input size {x.shape}")
 
 
 class InstanceNorm1d(_InstanceNorm):

@@ -58,8 +58,9 @@ def update_bn_stats(model: Module, batches) -> Module:
     """Set every batch norm's running mean and variance to the exact statistics of all
     the data it sees while ``model`` runs forward (in training mode) over ``batches``:
     the population mean and the unbiased variance of every batch together, merged
-    with Chan's formula, whatever the momentum ("precise BN"). Parameters and
-    ``num_batches_tracked`` are left as they were, and so is the train/eval mode.
+    with Chan's formula, whatever the momentum ("precise BN"). Parameters, every other
+    buffer (``num_batches_tracked`` included) and the train/eval mode are left as they
+    were; if any batch is refused, nothing is changed.
 
     ``batches``: an iterable of inputs x, or of (x, ...) tuples (the first item is fed).
     Returns ``model``."""
@@ -67,24 +68,16 @@ def update_bn_stats(model: Module, batches) -> Module:
     if not norms:
         return model
     parts = {id(m): [] for m in norms}
-    saved_forwards = {id(m): m.__dict__.get("forward") for m in norms}
-    saved_tracked = {id(m): m.buffers["num_batches_tracked"].copy() for m in norms}
+    buffers = [(m, {k: a.copy() for k, a in m.buffers.items()}) for m in _modules(model)]
     was_training = model.training
 
-    def recording(module):
-        original = type(module).forward
+    def record(module, x):
+        mean, var = kernels.batchnorm_stats(x)
+        count = np.size(x) // np.shape(x)[1]
+        parts[id(module)].append((count, mean, var * count))
 
-        def forward(x):
-            mean, var = kernels.batchnorm_stats(x)
-            count = np.size(x) // np.shape(x)[1]
-            parts[id(module)].append((count, mean, var * count))
-            return original(module, x)
-
-        return forward
-
+    handles = [m.register_forward_hook(record) for m in norms]
     try:
-        for m in norms:
-            m.forward = recording(m)
         model.train()
         seen = 0
         for batch in batches:
@@ -92,23 +85,26 @@ def update_bn_stats(model: Module, batches) -> Module:
             seen += 1
         if not seen:
             raise ValueError("update_bn_stats needs at least one batch")
-        for m in norms:
-            counts, means, m2s = (np.array([p[i] for p in parts[id(m)]]) for i in range(3))
-            total, mean, m2 = combine_moments(counts, means, m2s)
-            if total < 2:
-                raise ValueError(f"update_bn_stats: {total} value(s) per channel seen; the unbiased variance "
-                                 "needs at least 2")
-            m.buffers["running_mean"] = mean.astype(m.buffers["running_mean"].dtype)
-            m.buffers["running_var"] = (m2 / (total - 1)).astype(m.buffers["running_var"].dtype)
+        precise = [(m, _precise(parts[id(m)])) for m in norms]
     finally:
-        for m in norms:
-            if saved_forwards[id(m)] is None:
-                m.__dict__.pop("forward", None)
-            else:
-                m.forward = saved_forwards[id(m)]
-            m.buffers["num_batches_tracked"] = saved_tracked[id(m)]
+        for handle in handles:
+            handle.remove()
+        for m, saved in buffers:
+            m.buffers.update(saved)
         model.train(was_training)
+    for m, (mean, var) in precise:
+        m.buffers["running_mean"] = mean.astype(m.buffers["running_mean"].dtype)
+        m.buffers["running_var"] = var.astype(m.buffers["running_var"].dtype)
     return model
+
+
+def _precise(parts) -> tuple[np.ndarray, np.ndarray]:
+    """(mean, unbiased var) of every recorded batch together (Chan's formula)."""
+    counts, means, m2s = (np.array([p[i] for p in parts]) for i in range(3))
+    total, mean, m2 = combine_moments(counts, means, m2s)
+    if total < 2:
+        raise ValueError(f"update_bn_stats: {total} value(s) per channel seen; the unbiased variance needs at least 2")
+    return mean, m2 / (total - 1)
 
 
 def _modules(module: Module):

@@ -1,0 +1,115 @@
+"""Any norm on the fused kernels, read from its ``NormSpec``: the stages of the pipeline.
+
+A spec's (N, G, K, L) view of x goes to one of two kernel families:
+
+- statistics across the batch (``across="batch"``): the *channel* kernels over x
+  viewed as (N, C, L), C = G*K; the stages are separate calls (statistics, affine,
+  gradient sums, input gradient) so a caller can reduce the statistics or the sums
+  between them (synchronized, ghost or renormalized batch norm);
+- statistics per sample (``across="sample"``): the *row* kernels over x viewed as
+  (N*G, K, L), forward and backward each fused in one pass per row.
+
+Every spec field is honoured: ``features_last`` and ``groups`` through the view,
+``centered`` in the statistics (uncentred: mean 0, var the mean square) and in the
+backward (no path through a mean), ``running_stats`` by the callers (``running=``).
+
+Values stay in x's dtype; statistics are float64 (``NormStats``). When a kernel's
+statistics or sums are not finite although x (and dy) are (float32 values beyond
+~1e19, whose squares overflow float32 inside the fused kernels), the NumPy kernel,
+which scales such values, computes them instead.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..core import validate as v
+from ..core.specs import NormSpec
+from ..core.stats import NormStats, split_mean
+from . import _checks as check
+from . import _numpy
+from ._dispatch import kernel
+
+
+def as_channels(spec: NormSpec, a: np.ndarray, G: int | None = None) -> np.ndarray:
+    """The spec's (N, G, K, L) view as (N, G*K, L) across the batch, (N*G, K, L) per sample."""
+    N, groups, K, L = spec.view(a.shape, G)
+    return a.reshape(N, groups * K, L) if spec.across == "batch" else a.reshape(N * groups, K, L)
+
+
+def _finite_or_numpy(name: str, results, numpy_call, *inputs):
+    """``results`` if finite; else, for finite inputs, the NumPy kernel's (it scales
+    values whose squares overflow x's dtype); NonFiniteError naming a bad input."""
+    if all(np.isfinite(r).all() for r in results):
+        return results
+    for input_name, a in inputs:
+        v.finite(input_name, a)
+    results = numpy_call()
+    check.finite_after(results)
+    return results
+
+
+def channel_moments(spec: NormSpec, x3: np.ndarray):
+    """Per-channel (mean, biased var), (C,) float64 each, of x (N, C, L); uncentred: (0, mean square)."""
+    run, chunks = kernel("channel_stats", x3.size)
+    stats = run(x3, spec.centered, chunks)
+    return _finite_or_numpy("x", stats, lambda: _numpy.channel_stats(x3, spec.centered, 1), ("x", x3))
+
+
+def channel_affine(x3, mean, scale, shift, y3) -> None:
+    """y = (x - mean) * scale + shift per channel (float64 (C,) coefficients), elementwise in x's dtype."""
+    hi, lo = split_mean(mean, x3.dtype)
+    run, chunks = kernel("channel_affine", x3.size)
+    run(x3, hi, lo, scale.astype(x3.dtype), shift.astype(x3.dtype), y3, chunks)
+
+
+def channel_grad_sums(dy3, x3, mean):
+    """Per-channel sum(dy) and sum(dy * (x - mean)), (C,) float64, over dy, x (N, C, L)."""
+    hi, lo = split_mean(mean, x3.dtype)
+    run, chunks = kernel("channel_grad_sums", x3.size)
+    sums = run(dy3, x3, hi, lo, chunks)
+    return _finite_or_numpy("dy", sums, lambda: _numpy.channel_grad_sums(dy3, x3, hi, lo, 1), ("dy", dy3), ("x", x3))
+
+
+def channel_grad_input(dy3, x3, mean, scale, c1, c2, dx3) -> None:
+    """dx = (dy - c1 - (x - mean) * c2) * scale per channel (float64 (C,) coefficients)."""
+    hi, lo = split_mean(mean, x3.dtype)
+    run, chunks = kernel("channel_grad_input", x3.size)
+    run(dy3, x3, hi, lo, *(c.astype(x3.dtype) for c in (scale, c1, c2)), dx3, chunks)
+
+
+def input_gradient_coefficients(spec: NormSpec, stats: NormStats, gamma, sum_dy, sum_dy_xmu, count: int,
+                                batch_stats: bool = True):
+    """(scale, c1, c2) of dx = (dy - c1 - (x - mean) * c2) * scale, per channel, from the
+    batch's sums of ``count`` values: the closed form's direct, mean and variance paths."""
+    scale = gamma * stats.invstd
+    if not batch_stats:  # the statistics were constants: only the direct path
+        return scale, np.zeros_like(scale), np.zeros_like(scale)
+    c1 = sum_dy / count if spec.centered else np.zeros_like(scale)
+    return scale, c1, sum_dy_xmu * stats.invstd**2 / count
+
+
+def sample_forward(spec: NormSpec, x, gamma, beta, groups: int, eps: float, y) -> NormStats:
+    """The row kernels' fused forward: y written, NormStats (N, G) returned."""
+    x3, y3 = as_channels(spec, x, groups), as_channels(spec, y, groups)
+    R = x3.shape[0]
+    mean, var, invstd = np.empty(R), np.empty(R), np.empty(R)
+    args = (gamma.astype(x.dtype), beta.astype(x.dtype), groups, eps, spec.centered, y3, mean, var, invstd)
+    run, chunks = kernel("row_forward", x.size)
+    run(x3, *args, chunks)
+    if not (np.isfinite(mean).all() and np.isfinite(var).all()):
+        v.finite("x", x)
+        _numpy.row_forward(x3, *args, 1)
+        check.finite_after((mean, var))
+    shape = (R // groups, groups)
+    return NormStats(mean.reshape(shape), var.reshape(shape), invstd.reshape(shape))
+
+
+def sample_backward(spec: NormSpec, dy, x, gamma, groups: int, stats: NormStats, dx):
+    """The row kernels' fused backward: dx written, (dgamma, dbeta) (C,) float64 returned."""
+    x3 = as_channels(spec, x, groups)
+    args = (as_channels(spec, dy, groups), x3, gamma.astype(x.dtype), groups, spec.centered,
+            stats.mean.reshape(-1), stats.invstd.reshape(-1), as_channels(spec, dx, groups))
+    run, chunks = kernel("row_backward", x.size)
+    sums = run(*args, chunks)
+    return _finite_or_numpy("dy", sums, lambda: _numpy.row_backward(*args, 1), ("dy", dy), ("x", x))

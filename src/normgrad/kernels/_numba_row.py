@@ -1,0 +1,181 @@
+"""Numba kernels of the row family: statistics per sample (every norm whose spec has
+``across="sample"``: layer, group, instance, RMS norm), x viewed as (R, K, L).
+
+R rows of K channels of L values, every row contiguous; gamma and beta hold one value
+per channel of a row's group: channel g * K + k for row r of group g = r % G. Rows
+are split over ``nchunks`` chunks (rows ``ch * R // nchunks`` up to
+``(ch + 1) * R // nchunks``); statistics are one pass of float64 sums shifted by the
+row's first value (the error bound of ``_numba_channel``, with n the row's length;
+uncentred: the mean square, mean 0). With L = 1 (features last: layer, RMS norm) the
+loops run along the row; with L > 1 (group, instance norm) along each channel's L
+values.
+
+Elementwise work is in x's dtype, x - mean as (x - mean_hi) - mean_lo. The backward
+recomputes xhat from x and the statistics; its dgamma/dbeta terms of up to FLUSH
+rows (L = 1) are added in x's dtype before they join float64 partial sums.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._numba_base import FLUSH, column_sums, drain, helper, variants
+
+
+@helper
+def _row_moments(row, centered):
+    """(mean, biased var) of a contiguous row in float64, one pass of sums shifted by the
+    row's first value; uncentred: (0, mean of squares)."""
+    n = row.size
+    K = np.float64(row[0]) if centered else 0.0
+    s1 = 0.0
+    s2 = 0.0
+    for i in range(n):
+        d = row[i] - K
+        s1 += d
+        s2 += d * d
+    m = s1 / n
+    if not centered:
+        return 0.0, s2 / n
+    return K + m, max(s2 / n - m * m, 0.0)
+
+
+@helper
+def _in_dtype(values, buf):
+    """The float64 (mean, invstd, ...) of a row as x-dtype scalars: buf[0] = mean_hi,
+    buf[1] = mean_lo (the rounding error of mean_hi), then the others."""
+    buf[0] = values[0]
+    buf[1] = values[0] - buf[0]
+    for i in range(1, values.size):
+        buf[i + 1] = values[i]
+
+
+@helper
+def _row_affine(xr, yr, mh, ml, iv, gamma, beta):
+    """yr = ((xr - mh) - ml) * iv * gamma + beta for one row xr, yr (K, L), channel k
+    scaled by gamma[k] and shifted by beta[k]."""
+    K, L = xr.shape
+    if L == 1:
+        row, out = xr.reshape(K), yr.reshape(K)
+        for i in range(K):
+            out[i] = ((row[i] - mh) - ml) * (iv * gamma[i]) + beta[i]
+    else:  # plane by plane: loops over whole contiguous views vectorize, index ranges did not
+        for k in range(K):
+            s = iv * gamma[k]
+            b = beta[k]
+            plane, out_plane = xr[k], yr[k]
+            for i in range(L):
+                out_plane[i] = ((plane[i] - mh) - ml) * s + b
+
+
+def _forward(loop):
+    def row_forward(x, gamma, beta, G, eps, centered, y, mean, var, invstd, nchunks):
+        """Statistics of each row of x (R, K, L) and y = xhat * gamma + beta per channel.
+
+        gamma, beta: (G*K,) in x's dtype. Writes y and mean, var, invstd (R,) in float64.
+        """
+        R, K, L = x.shape
+        x2 = x.reshape((R, K * L))
+        for ch in loop(nchunks):
+            stats = np.empty(2)
+            buf = np.empty(3, dtype=x.dtype)
+            for r in range(ch * R // nchunks, (ch + 1) * R // nchunks):
+                m, v = _row_moments(x2[r], centered)
+                mean[r], var[r] = m, v
+                invstd[r] = 1.0 / np.sqrt(v + eps)
+                stats[0], stats[1] = m, invstd[r]
+                _in_dtype(stats, buf)
+                g0 = 0 if G == 1 else (r % G) * K  # layer norm: no integer division per row
+                _row_affine(x[r], y[r], buf[0], buf[1], buf[2], gamma[g0:g0 + K], beta[g0:g0 + K])
+    return row_forward
+
+
+@helper
+def _flat_row_sums(gr, xr, gamma, mh, ml, iv, blk_g, blk_b):
+    """One row gr, xr (K, 1) of L = 1 data: blk_b += dy, blk_g += dy * xhat (x's dtype);
+    returns float64 sum(gamma * dy) and sum(gamma * dy * xhat) over the row."""
+    g, row = gr.reshape(gr.size), xr.reshape(xr.size)
+    a = 0.0
+    b = 0.0
+    for i in range(row.size):
+        xh = ((row[i] - mh) - ml) * iv
+        d = g[i]
+        blk_b[i] += d
+        blk_g[i] += d * xh
+        gd = gamma[i] * d
+        a += gd
+        b += gd * xh
+    return a, b
+
+
+@helper
+def _plane_row_sums(g, x, gamma, mh, ml, iv, acc_g, acc_b):
+    """One row of (K, L) planes, L > 1: acc_b[k] += sum(dy), acc_g[k] += sum(dy * xhat)
+    per plane in float64; returns sum(gamma * dy) and sum(gamma * dy * xhat)."""
+    a = 0.0
+    b = 0.0
+    for k in range(x.shape[0]):
+        gp, plane = g[k], x[k]
+        sg = 0.0
+        sgx = 0.0
+        for i in range(plane.size):
+            sg += gp[i]
+            sgx += gp[i] * (((plane[i] - mh) - ml) * iv)
+        acc_b[k] += sg
+        acc_g[k] += sgx
+        a += gamma[k] * sg
+        b += gamma[k] * sgx
+    return a, b
+
+
+@helper
+def _row_grad_input(gr, xr, dxr, gamma, mh, ml, iv, am, bm):
+    """dxr = iv * (gamma * dy - am - xhat * bm) over one row gr, xr, dxr (K, L)."""
+    K, L = xr.shape
+    if L == 1:
+        g, row, out = gr.reshape(K), xr.reshape(K), dxr.reshape(K)
+        for i in range(K):
+            xh = ((row[i] - mh) - ml) * iv
+            out[i] = iv * (gamma[i] * g[i] - am - xh * bm)
+        return
+    for k in range(K):
+        gk = gamma[k]
+        gp, plane, out = gr[k], xr[k], dxr[k]
+        for i in range(L):
+            xh = ((plane[i] - mh) - ml) * iv
+            out[i] = iv * (gk * gp[i] - am - xh * bm)
+
+
+def _backward(loop):
+    def row_backward(dy, x, gamma, G, centered, mean, invstd, dx, nchunks):
+        """dx (into ``dx``) and dgamma, dbeta (G*K,) float64 of ``row_forward``; gamma in x's dtype."""
+        R, K, L = x.shape
+        P = G * K
+        pg = np.zeros((nchunks, P))
+        pb = np.zeros((nchunks, P))
+        for ch in loop(nchunks):
+            blk_g = np.zeros(P, dtype=x.dtype)
+            blk_b = np.zeros(P, dtype=x.dtype)
+            stats = np.empty(4)
+            buf = np.empty(5, dtype=x.dtype)  # mean_hi, mean_lo, invstd, mean path, variance path
+            lo, hi = ch * R // nchunks, (ch + 1) * R // nchunks
+            for r in range(lo, hi):
+                g0 = 0 if G == 1 else (r % G) * K
+                stats[0], stats[1] = mean[r], invstd[r]
+                _in_dtype(stats[:2], buf)
+                if L == 1:
+                    a, b = _flat_row_sums(dy[r], x[r], gamma[g0:g0 + K], buf[0], buf[1], buf[2],
+                                          blk_g[g0:g0 + K], blk_b[g0:g0 + K])
+                    if (r - lo) % FLUSH == FLUSH - 1 or r == hi - 1:
+                        drain(pg[ch], pb[ch], blk_g, blk_b)
+                else:
+                    a, b = _plane_row_sums(dy[r], x[r], gamma[g0:g0 + K], buf[0], buf[1], buf[2],
+                                           pg[ch, g0:g0 + K], pb[ch, g0:g0 + K])
+                stats[2], stats[3] = (a / (K * L) if centered else 0.0), b / (K * L)
+                _in_dtype(stats, buf)
+                _row_grad_input(dy[r], x[r], dx[r], gamma[g0:g0 + K], buf[0], buf[1], buf[2], buf[3], buf[4])
+        return column_sums(pg), column_sums(pb)
+    return row_backward
+
+
+PARALLEL, SERIAL = variants({"row_forward": _forward, "row_backward": _backward})
