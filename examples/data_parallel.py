@@ -28,7 +28,7 @@ import torch.distributed as dist
 
 import normgrad.torch as nt
 from normgrad.data import load_digits
-from normgrad.experiments.data_parallel import train
+from normgrad.data_parallel import train
 from normgrad.nn.distributed import LocalCommunicator, shard_bounds
 
 

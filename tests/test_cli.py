@@ -50,6 +50,32 @@ def test_bad_options_exit_2_with_a_message(argv, message, capsys, tmp_path):
     assert message in capsys.readouterr().err
 
 
+def test_demo_out_that_is_a_file_fails_before_any_training(tmp_path, capsys, monkeypatch):
+    """Issue 26: ``normgrad demo --out FILE`` is refused at once with a message (no
+    traceback after all the training): nothing is trained, the file is left as it was."""
+    from normgrad.demo import job
+
+    trained = []
+    monkeypatch.setattr(job, "train_all", lambda *a, **k: trained.append(a))
+    afile = tmp_path / "report"
+    afile.write_text("keep me")
+    for out, message in ((afile, "is an existing file, not a folder"), (afile / "sub", "is a file, not a folder")):
+        assert main(["demo", "--quick", "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"normgrad demo: error: --out {out}") and message in err, err
+    assert not trained and afile.read_text() == "keep me"
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["bench", "--quick", "--json", "{tmp}"], "--json {tmp} is a folder"),
+    (["graph", "--out", "{tmp}/report/graph.svg"], "is a file, not a folder"),
+])
+def test_other_output_paths_are_checked_first(argv, message, tmp_path, capsys):
+    (tmp_path / "report").write_text("")
+    assert main([a.format(tmp=tmp_path) for a in argv]) == 2
+    assert message.format(tmp=tmp_path) in capsys.readouterr().err
+
+
 def test_unknown_command_is_a_usage_error(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["frobnicate"])
@@ -73,7 +99,7 @@ def test_readme_commands_are_the_ones_run_sh_and_ci_provide():
 
 def test_core_import_does_not_import_torch():
     code = ("import sys, normgrad, normgrad.functional, normgrad.gradcheck, normgrad.nn.distributed, "
-            "normgrad.experiments.data_parallel; print('torch' in sys.modules)")
+            "normgrad.data_parallel; print('torch' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.stdout.strip() == "False", result.stderr
 

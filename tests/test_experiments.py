@@ -13,8 +13,8 @@ import time
 import matplotlib.image
 import pytest
 
+from normgrad import studies
 from normgrad.cli import main
-from normgrad.experiments import studies
 
 RUN_KEYS = {"normalization", "seed", "best_val_acc", "best_train_acc", "final_train_loss", "loss_history",
             "train_acc_history", "val_acc_history"}
@@ -92,6 +92,27 @@ def test_killed_study_resumes(tmp_path):
     assert len(results["runs"]) == 9
     for name, (mtime, text) in kept.items():  # what was saved was reused, not trained again
         assert (runs / name).stat().st_mtime_ns == mtime and (runs / name).read_text() == text
+
+
+def test_out_that_is_a_file_fails_before_any_training(tmp_path, capsys, monkeypatch):
+    """Issue 26: ``--out FILE`` is refused at once with a message, not a NotADirectoryError
+    after the runs; nothing is trained and the file is left as it was."""
+    from normgrad.solver import Solver
+    from normgrad.studies import job, ln_check
+
+    trained = []
+    monkeypatch.setattr(Solver, "train", lambda self: trained.append(self))
+    monkeypatch.setattr(job, "run_all", lambda *a, **k: trained.append(a))
+    monkeypatch.setattr(ln_check, "check", lambda *a, **k: trained.append(a))
+    afile = tmp_path / "results"
+    afile.write_text("keep me")
+    for out, message in ((afile, "is an existing file, not a folder"), (afile / "sub", "is a file, not a folder")):
+        for name in ("deep-net", "all", "layernorm-vs-torch"):
+            assert main(["experiment", name, "--quick", "--out", str(out)]) == 2
+            err = capsys.readouterr().err
+            assert err.startswith("normgrad experiment: error: --out ") and message in err, err
+            assert "Traceback" not in err
+    assert not trained and afile.read_text() == "keep me"
 
 
 def test_bad_options(tmp_path, capsys):

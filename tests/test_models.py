@@ -131,7 +131,7 @@ def test_bad_arguments(make, message):
 
 
 def test_demo_probe_leaves_the_model_as_it_was(rng):
-    from normgrad.experiments.demo import RunResult, _record
+    from normgrad.demo.training import RunResult, record_activations
 
     model = FullyConnectedNet([8, 6], input_dim=4, num_classes=3, normalization="batchnorm",
                               dropout_keep_ratio=0.5, weight_scale=1.0, rng=0)
@@ -139,7 +139,7 @@ def test_demo_probe_leaves_the_model_as_it_was(rng):
     model.loss(X, y)
     before = [dict(p) for p in model.bn_params]
     result = RunResult("batch norm", "batchnorm", [], [], [], 0.0, 0.0, None, 0.0, 0)
-    _record(model, (X * 3 + 1, y), result)
+    record_activations(model, (X * 3 + 1, y), result)
     assert model.use_dropout and not model.record_activations
     for old, new in zip(before, model.bn_params):
         np.testing.assert_array_equal(old["running_mean"], new["running_mean"])

@@ -14,8 +14,9 @@ from .gradcheck import eval_numerical_gradient, eval_numerical_gradient_array, r
 
 __version__ = "0.1.0"
 
-SUBMODULES = ("autograd", "checkpoint", "classifiers", "core", "cs231n", "data", "diagnose", "experiments",
-              "functional", "gradcheck", "kernels", "nn", "optim", "solver", "torch")
+SUBMODULES = ("autograd", "bench", "checkpoint", "classifiers", "core", "cs231n", "data", "data_parallel", "demo",
+              "diagnose", "functional", "gradcheck", "kernels", "nn", "optim", "outputs", "solver", "studies",
+              "torch")
 
 
 def __getattr__(name: str):

@@ -72,7 +72,7 @@ def _parser() -> argparse.ArgumentParser:
 def _demo(args) -> int:
     from rich.console import Console
 
-    from .experiments import demo
+    from . import demo
 
     return demo.run(Console(), dataset=args.dataset, epochs=args.epochs, out=args.out, quick=args.quick,
                     seed=args.seed)
@@ -81,20 +81,22 @@ def _demo(args) -> int:
 def _graph(args) -> int:
     from rich.console import Console
 
-    from .experiments import graph_walk
+    from .demo import graph_walk
+    from .outputs import check_output_file
 
     shape = (graph_walk.parse_shape(args.shape, args.norm) if args.shape
              else graph_walk.DEFAULT_SHAPES[args.norm])
     out = args.out or Path(f"normgrad-graph-{args.norm}.svg")
     if out.suffix.lower() not in (".svg", ".png"):
         raise ValueError(f"--out must end in .svg or .png, got {out}")
+    check_output_file(out, "--out")
     return graph_walk.run(Console(), args.norm, shape, args.seed, out, args.steps, args.groups)
 
 
 def _bench(args) -> int:
     from rich.console import Console
 
-    from .experiments import bench
+    from . import bench
 
     return bench.run(Console(width=None if sys.stdout.isatty() else 120), quick=args.quick, json_path=args.json)
 
@@ -102,11 +104,11 @@ def _bench(args) -> int:
 def _experiment(args) -> int:
     from rich.console import Console
 
-    from .experiments import experiment
+    from . import studies
 
     if args.jobs is not None and args.jobs < 1:
         raise ValueError(f"--jobs must be >= 1, got {args.jobs}")
-    return experiment.run(Console(), args.name, args.out, quick=args.quick, seed=args.seed, jobs=args.jobs,
+    return studies.run(Console(), args.name, args.out, quick=args.quick, seed=args.seed, jobs=args.jobs,
                           dataset=args.dataset, data_root=args.data_root)
 
 

@@ -19,7 +19,8 @@ entries); ``stop_on_divergence=False`` records a NaN loss and keeps the last fin
 parameters instead of raising. With ``checkpoint_name`` set, a checkpoint is written atomically at the
 end of every epoch (``{checkpoint_name}_epoch_{k}.npz``, plus ``{checkpoint_name}_latest.npz``,
 in the format of ``normgrad.checkpoint``); ``epoch_callback(solver)``, if given, is
-called after each epoch's accuracy check. ``Solver.resume(path, model, data)``
+called after each epoch's accuracy check, ``iteration_callback(solver)`` after each
+iteration; ``step(idx)`` is one iteration on the training examples ``idx``. ``Solver.resume(path, model, data)``
 continues from one to exactly the parameters an uninterrupted run reaches, with every
 setting the run was started with (checkpointing included); a checkpoint records the
 model it belongs to and refuses any other.
@@ -55,7 +56,7 @@ class Solver:
     def __init__(self, model, data, update_rule="sgd", optim_config=None, lr_decay=1.0, batch_size=100,
                  num_epochs=10, num_train_samples=1000, num_val_samples=None, checkpoint_name=None,
                  print_every=10, verbose=True, seed=None, progress=False, console=None, label="training",
-                 epoch_callback=None, check_first_step=False, stop_on_divergence=True):
+                 epoch_callback=None, check_first_step=False, stop_on_divergence=True, iteration_callback=None):
         self.model = model
         self.X_train, self.y_train, self.X_val, self.y_val = check_data(data)
         self.update_rule_name, self.update_rule = update_rule_of(update_rule)
@@ -70,6 +71,7 @@ class Solver:
         self.progress, self.console, self.label, self.epoch_callback = progress, console, label, epoch_callback
         self.check_first_step, self.stop_on_divergence, self.seed = check_first_step, stop_on_divergence, n["seed"]
         self.resumed_from, self.changed_settings = None, {}  # set by resume
+        self.iteration_callback = iteration_callback
         self._reset()
 
     def _reset(self):
@@ -135,6 +137,11 @@ class Solver:
             raise FloatingPointError(f"training diverged: {what} at iteration {self.t + 1}; "
                                      "lower the learning rate or the weight scale")
 
+    def step(self, idx) -> float:
+        """One iteration (forward, backward, update) on the training examples ``idx``; its loss."""
+        self._step(idx)
+        return self.loss_history[-1]
+
     def check_accuracy(self, X, y, num_samples=None, batch_size=100) -> float:
         """Fraction of X classified as y, on a seeded subsample of num_samples if given."""
         return accuracy(self.model, X, y, num_samples, batch_size)
@@ -164,6 +171,8 @@ class Solver:
                     bar.step(self.t, self.loss_history[-1])
                     if self.check_first_step and self.t == 1:
                         bar.epoch(0, *self._end_of_epoch())
+                    if self.iteration_callback is not None:
+                        self.iteration_callback(self)
                 self.epoch += 1
                 for config in self.optim_configs.values():
                     config["learning_rate"] = config.get("learning_rate", 1e-2) * self.lr_decay

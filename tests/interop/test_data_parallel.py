@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 import normgrad.torch as nt
-from normgrad.experiments.data_parallel import train
+from normgrad.data_parallel import train
 from normgrad.nn.distributed import LocalCommunicator, shard_bounds
 
 from normgrad.torch.launch import run_local

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from normgrad import nn
-from normgrad.experiments.data_parallel import train
+from normgrad.data_parallel import train
 from normgrad.core.stats import combine_moments
 from normgrad.nn.distributed import (LocalCommunicator, SyncBatchNorm, SyncError, allreduce_grads,
                                      convert_sync_batchnorm, shard_bounds)

@@ -5,13 +5,15 @@ In one run, on this machine:
 1. the memory bandwidth (``bandwidth``: STREAM-style copy and triad, arrays far larger
    than the last-level cache, best of several, 1 and 2 threads);
 2. every norm's fused forward + backward against PyTorch's, float32 and float64, 1 and 2
-   threads (``bench_kernels``), with the fraction of the bandwidth roofline reached;
+   threads (``norms``), with the fraction of the bandwidth roofline reached;
 3. the readable NumPy backward: staged against closed form;
 4. the first-call compile cost of the kernels and the float32 error at a large mean;
 5. one training step of the demo's MLP against the same model in PyTorch;
 6. whole PyTorch models with normgrad.torch's batch norm against torch.nn's, eager
-   and under torch.compile (``bench_compiled``), when PyTorch is installed;
-7. SyncBatchNorm over 2 processes (``bench_sync``), when PyTorch is installed.
+   and under torch.compile (``compiled``), when PyTorch is installed;
+7. SyncBatchNorm over 2 processes (``distributed``), when PyTorch is installed.
+
+The tables are ``tables``; the timing rules ``timing``.
 
 Freed memory is kept for reuse (``mallopt``) for the whole run: a fresh allocation of a
 large array costs page faults, zeroing it, which would swamp the kernels' own time on
@@ -33,10 +35,10 @@ import numpy as np
 
 from .. import functional as F
 from .. import kernels
-from .._io import atomic_write
+from ..demo.gradchecks import large_mean_case
+from ..outputs import atomic_write, check_output_file
 from . import bandwidth
-from .bench_kernels import CASES, QUICK_CASES, set_threads, time_case
-from .gradchecks import large_mean_case
+from .norms import CASES, QUICK_CASES, set_threads, time_case
 from .timing import time_blocks
 
 
@@ -112,24 +114,20 @@ def large_mean_errors(torch, n: int = 65536, d: int = 64) -> dict[str, float]:
 def train_step_times(torch, normalization: str = "batchnorm", batch: int = 50, hidden=(256,) * 7,
                      input_dim: int = 40, classes: int = 10, rounds: int = 7) -> dict[str, float]:
     """Median ms of one training step of the demo's MLP (forward, backward, Adam update):
-    ``FullyConnectedNet`` + ``optim.adam`` vs the same layers in PyTorch, float32, both
-    at the machine's thread count, in blocks (``timing.time_blocks``)."""
-    from .. import optim
+    ``FullyConnectedNet`` trained by the ``Solver`` (``Solver.step``) vs the same layers in
+    PyTorch, float32, both at the machine's thread count, in blocks (``timing.time_blocks``)."""
     from ..classifiers import FullyConnectedNet
+    from ..solver import Solver
 
     rng = np.random.default_rng(0)
     X = rng.standard_normal((batch, input_dim)).astype(np.float32)
     y = rng.integers(classes, size=batch)
     model = FullyConnectedNet(list(hidden), input_dim=input_dim, num_classes=classes, normalization=normalization,
                               dropout_keep_ratio=0.9, weight_scale=0.05, rng=0)
-    configs = {k: {"learning_rate": 1e-3} for k in model.params}
-
-    def ours():
-        _, grads = model.loss(X, y)
-        for k, w in model.params.items():
-            model.params[k], configs[k] = optim.adam(w, grads[k], configs[k])
-
-    steps = {"normgrad": ours}
+    solver = Solver(model, {"X_train": X, "y_train": y, "X_val": X, "y_val": y}, update_rule="adam",
+                    optim_config={"learning_rate": 1e-3}, batch_size=batch, verbose=False)
+    every = np.arange(batch)
+    steps = {"normgrad": lambda: solver.step(every)}
     if torch is not None:
         layers, dims = [], [input_dim, *hidden]
         norm = {"batchnorm": torch.nn.BatchNorm1d, "layernorm": torch.nn.LayerNorm}.get(normalization)
@@ -165,21 +163,11 @@ def machine() -> dict[str, str]:
             "torch": torch.__version__ if torch else "not installed", "kernels": kernels.backend()}
 
 
-def run(console, quick: bool = False, json_path: Path | None = None) -> int:
-    from . import bench_report as report
-
-    if kernels.backend() != "numba":
-        console.print("[red]the fused kernels need Numba (and NORMGRAD_KERNELS not set to numpy)[/]")
-        return 2
-    steady = keep_freed_memory()
-    torch = _torch()
-    info = machine()
-    console.print("machine: " + ", ".join(f"{k} {v}" for k, v in info.items()))
-    bw = bandwidth.measure(nbytes=64 << 20 if quick else None, repeats=2 if quick else 5)
-    report.bandwidth_table(console, bw)
-    cases, dtypes = (QUICK_CASES, [np.float32]) if quick else (CASES, [np.float32, np.float64])
+def _kernel_rows(console, torch, bw: dict, quick: bool) -> list[dict]:
+    """Every norm's kernels against torch's (``norms.time_case``), with a progress bar."""
     from rich.progress import Progress
 
+    cases, dtypes = (QUICK_CASES, [np.float32]) if quick else (CASES, [np.float32, np.float64])
     rows = []
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task("timing", total=len(cases) * len(dtypes))
@@ -189,6 +177,26 @@ def run(console, quick: bool = False, json_path: Path | None = None) -> int:
                 rows.append(time_case(case, dtype, torch, bw, rounds=3 if quick else 5))
                 progress.advance(task)
     set_threads(os.cpu_count() or 1, torch)
+    return rows
+
+
+def run(console, quick: bool = False, json_path: Path | None = None) -> int:
+    """The whole benchmark; ``json_path`` is checked before any timing (a ValueError if
+    no file can be written there)."""
+    from . import tables as report
+
+    if json_path is not None:
+        json_path = check_output_file(json_path, "--json")
+    if kernels.backend() != "numba":
+        console.print("[red]the fused kernels need Numba (and NORMGRAD_KERNELS not set to numpy)[/]")
+        return 2
+    steady = keep_freed_memory()
+    torch = _torch()
+    info = machine()
+    console.print("machine: " + ", ".join(f"{k} {v}" for k, v in info.items()))
+    bw = bandwidth.measure(nbytes=64 << 20 if quick else None, repeats=2 if quick else 5)
+    report.bandwidth_table(console, bw)
+    rows = _kernel_rows(console, torch, bw, quick)
     report.kernel_table(console, rows)
     numpy_rows = {f"{'x'.join(map(str, s))} {np.dtype(d).name}": functional_backward_ms(s, d)
                   for s, d in ([((256, 64), np.float32)] if quick else
@@ -205,7 +213,7 @@ def run(console, quick: bool = False, json_path: Path | None = None) -> int:
     report.step_table(console, step_ms)
     compiled = []
     if torch is not None:
-        from .bench_compiled import compiled_rows
+        from .compiled import compiled_rows
 
         with console.status("timing whole models, eager and torch.compile"):
             compiled = compiled_rows(torch, quick)
@@ -222,8 +230,8 @@ def run(console, quick: bool = False, json_path: Path | None = None) -> int:
 
 def _sync_table(console, quick: bool) -> list[dict]:
     """SyncBatchNorm over 2 local processes vs plain batch norm on the same shard."""
-    from . import bench_report as report
-    from .bench_sync import sync_rows
+    from . import tables as report
+    from .distributed import sync_rows
 
     with console.status("timing SyncBatchNorm on 2 processes (gloo, 127.0.0.1)"):
         rows = sync_rows(2, quick)

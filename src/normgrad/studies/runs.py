@@ -2,9 +2,9 @@
 as each finishes, resumed from what is saved.
 
 A run is a dict of settings (``RunConfig``): the model (an MLP or the conv net), its
-normalization, weight scale, batch size, learning rate, epochs and seed. It trains
-with Adam on a fixed split of the data set (the split does not depend on the run's
-seed; the initial weights, the batch order and the dropout masks do) and records
+normalization, weight scale, batch size, learning rate, epochs and seed. The Solver
+trains it with Adam on a fixed split of the data set (the split does not depend on the
+run's seed; the initial weights, the batch order and the dropout masks do) and records
 the training loss of every iteration, the train and validation accuracy after every
 epoch (and every ``eval_every`` iterations, when set).
 
@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._io import atomic_write
+from ..outputs import atomic_write
 
 NORM_LABELS = {None: "none", "batchnorm": "batch norm", "layernorm": "layer norm", "groupnorm": "group norm",
                "instancenorm": "instance norm"}
@@ -102,46 +102,40 @@ def _model(cfg: RunConfig, data):
 
 
 def train(cfg: RunConfig) -> dict:
-    """Train one configuration; returns its record (settings, histories, summaries)."""
-    from .. import kernels, optim
-    from ..training import accuracy
+    """Train one configuration with the Solver; returns its record (settings, histories, summaries).
+
+    A loss that is not finite stops the run (``diverged``): its histories end with the
+    last finite step and the last finished epoch.
+    """
+    from .. import kernels
+    from ..solver import Solver
 
     data = load_data(cfg.dataset, cfg.data_root, cfg.model)
-    X, y = data["X_train"], data["y_train"]
     if cfg.num_train is not None:
-        X, y = X[:cfg.num_train], y[:cfg.num_train]
+        data = dict(data, X_train=data["X_train"][:cfg.num_train], y_train=data["y_train"][:cfg.num_train])
     model = _model(cfg, data)
-    configs = {k: {"learning_rate": cfg.learning_rate} for k in model.params}
-    order_rng = np.random.default_rng([cfg.seed, 1])
-    loss_history, train_acc, val_acc, val_steps, val_by_step, diverged = [], [], [], [], [], False
+    val_steps, val_by_step = [], []
 
-    def evaluate(step: int) -> float:
-        """Validation accuracy after ``step`` iterations (each step evaluated once)."""
-        if not val_steps or val_steps[-1] != step:
-            val_steps.append(step)
-            val_by_step.append(accuracy(model, data["X_val"], data["y_val"]))
-        return val_by_step[-1]
+    def evaluate(s, acc: float | None = None) -> None:
+        """Validation accuracy after iteration ``s.t`` (each iteration recorded once)."""
+        if not val_steps or val_steps[-1] != s.t:
+            val_steps.append(s.t)
+            val_by_step.append(s.check_accuracy(s.X_val, s.y_val) if acc is None else acc)
 
-    step = 0
+    solver = Solver(model, data, update_rule="adam", optim_config={"learning_rate": cfg.learning_rate},
+                    batch_size=cfg.batch_size, num_epochs=cfg.epochs, num_train_samples=TRAIN_ACC_SAMPLES,
+                    verbose=False, seed=cfg.seed + 2**32,  # the batch order's own stream, apart from the
+                    # weights' (rng=cfg.seed): numpy's stream of the seed words [cfg.seed, 1]
+                    epoch_callback=lambda s: evaluate(s, s.val_acc_history[-1]),
+                    iteration_callback=lambda s: evaluate(s) if cfg.eval_every and s.t % cfg.eval_every == 0
+                    else None)
+    diverged = False
     with kernels.flushing_denormals():  # dying nets fill their gradients with subnormals (see kernels)
-        for _ in range(cfg.epochs):
-            order = order_rng.permutation(len(X))
-            for start in range(0, len(X) - cfg.batch_size + 1, cfg.batch_size):
-                idx = order[start:start + cfg.batch_size]
-                loss, grads = model.loss(X[idx], y[idx])
-                step += 1
-                if not np.isfinite(loss):
-                    diverged = True
-                    break
-                loss_history.append(float(loss))
-                for k, w in model.params.items():
-                    model.params[k], configs[k] = optim.adam(w, grads[k], configs[k])
-                if cfg.eval_every and step % cfg.eval_every == 0:
-                    evaluate(step)
-            if diverged:
-                break
-            train_acc.append(accuracy(model, X, y, num_samples=TRAIN_ACC_SAMPLES))
-            val_acc.append(evaluate(step))
+        try:
+            solver.train()
+        except FloatingPointError:
+            diverged = True
+    loss_history, train_acc, val_acc = solver.loss_history, solver.train_acc_history, solver.val_acc_history
     return {**asdict(cfg), "key": cfg.key, "diverged": diverged, "iterations": len(loss_history),
             "best_val_acc": max(val_acc, default=0.0), "best_train_acc": max(train_acc, default=0.0),
             "final_train_loss": loss_history[-1] if loss_history and not diverged else None,

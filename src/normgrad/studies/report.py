@@ -7,9 +7,9 @@ import html
 import json
 from pathlib import Path
 
-from .._io import atomic_write
-from .studies import STUDIES
-from .study_runs import label
+from ..outputs import atomic_write
+from .catalog import STUDIES
+from .runs import label
 
 EXTRA = ("layernorm-vs-torch",)
 

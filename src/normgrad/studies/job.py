@@ -16,10 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .._io import atomic_write
-from . import ln_check, study_plots, study_report
-from .studies import DESCRIPTIONS, STUDIES, configs_for, findings
-from .study_runs import RunStore, run_all
+from ..outputs import atomic_write, check_output_dir
+from . import ln_check, plots, report
+from .catalog import DESCRIPTIONS, STUDIES, configs_for, findings
+from .runs import RunStore, run_all
 
 NAMES = (*STUDIES, "layernorm-vs-torch", "all")
 
@@ -41,19 +41,21 @@ def run_study(name: str, out: Path, *, quick: bool = False, seed: int = 0, jobs:
                "settings": {"quick": quick, "seed": seed, "dataset": dataset, "jobs": jobs,
                             "runs": [asdict(c) for c in configs], "versions": _versions()},
                "runs": runs, "findings": findings(name, runs), "seconds": round(time.perf_counter() - started, 1)}
-    results["figures"] = study_plots.plot(name, runs, folder)
+    results["figures"] = plots.plot(name, runs, folder)
     atomic_write(folder / "results.json", lambda tmp: tmp.write_text(json.dumps(results, indent=1)))
-    study_report.write(Path(out))
+    report.write(Path(out))
     if console is not None:
-        study_report.print_summary(console, results)
+        report.print_summary(console, results)
     return results
 
 
 def run(console, name: str, out: Path, quick: bool = False, seed: int = 0, jobs: int | None = None,
         dataset: str = "mnist1d", data_root: str | None = None) -> int:
-    """The command: one study, the layer-norm check, or ``all`` of them. Returns 0."""
+    """The command: one study, the layer-norm check, or ``all`` of them. Returns 0.
+    ``out`` is checked before any training (a ValueError if it cannot be the output folder)."""
     if name not in NAMES:
         raise ValueError(f"unknown experiment {name!r}: choose from {', '.join(NAMES)}")
+    out = check_output_dir(out)
     started = time.perf_counter()
     for study in (STUDIES if name == "all" else [name] if name in STUDIES else []):
         run_study(study, out, quick=quick, seed=seed, jobs=jobs, dataset=dataset, data_root=data_root,

@@ -1,8 +1,8 @@
 """The classic batch-norm studies: what each runs, and what its runs say.
 
-Every study is a list of run configurations (``study_runs.RunConfig``) and findings
-computed from the finished runs (``experiment.py`` runs them, ``study_plots`` draws
-them, ``study_report`` writes the page).
+Every study is a list of run configurations (``runs.RunConfig``) and findings
+computed from the finished runs (``job`` runs them, ``plots`` draws them, ``report``
+writes the page).
 
 Settings follow CS231n's assignment-2 notebooks where they exist (the deep-net,
 weight-scale and batch-size experiments of BatchNormalization.ipynb), on MNIST-1D
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .study_runs import RunConfig, label, steps_to
+from .runs import RunConfig, label, steps_to
 
 
 # ----------------------------------------------------------------------------- the studies
@@ -106,20 +106,7 @@ def findings(name: str, runs: list[dict]) -> list[str]:
         out.append(f"batch norm {'beats' if bn['best_val_acc'] > none['best_val_acc'] else 'does not beat'} "
                    f"no normalization here, {verdict}.")
     elif name == "init-scale":
-        means = {}
-        for norm in (None, "batchnorm", "layernorm"):
-            rs = _by(runs, normalization=norm)
-            accs = [r["best_val_acc"] for r in rs]
-            means[norm] = float(np.mean(accs))
-            best = max(rs, key=lambda r: r["best_val_acc"])
-            out.append(f"{label(norm)}: best validation accuracy spans {_span(accs)} across weight scales "
-                       f"{min(r['weight_scale'] for r in rs):g}..{max(r['weight_scale'] for r in rs):g} "
-                       f"(mean {means[norm]:.3f}; highest at scale {best['weight_scale']:.2g}).")
-        robust = means["batchnorm"] > means[None]
-        out.append(f"averaged over the scales batch norm reaches {means['batchnorm']:.3f}, no normalization "
-                   f"{means[None]:.3f}: " + ("batch norm is the less sensitive to the initialization scale, as "
-                                              "CS231n's notebook expects." if robust else
-                                              "batch norm is not less sensitive here, contrary to CS231n's notebook."))
+        out += _init_scale_findings(runs)
     elif name == "batch-size":
         sizes = sorted({r["batch_size"] for r in runs})
         for norm in (None, "batchnorm", "layernorm"):
@@ -152,6 +139,24 @@ def findings(name: str, runs: list[dict]) -> list[str]:
                    "smaller batch also means more updates in the same epochs).")
         out.append(f"from batch {sizes[-1]} to {sizes[0]} batch norm's error changes by {bn_rise:+.3f}, group "
                    f"norm's by {gn_rise:+.3f}: {verdict}")
+    return out
+
+
+def _init_scale_findings(runs: list[dict]) -> list[str]:
+    out, means = [], {}
+    for norm in (None, "batchnorm", "layernorm"):
+        rs = _by(runs, normalization=norm)
+        accs = [r["best_val_acc"] for r in rs]
+        means[norm] = float(np.mean(accs))
+        best = max(rs, key=lambda r: r["best_val_acc"])
+        out.append(f"{label(norm)}: best validation accuracy spans {_span(accs)} across weight scales "
+                   f"{min(r['weight_scale'] for r in rs):g}..{max(r['weight_scale'] for r in rs):g} "
+                   f"(mean {means[norm]:.3f}; highest at scale {best['weight_scale']:.2g}).")
+    robust = means["batchnorm"] > means[None]
+    out.append(f"averaged over the scales batch norm reaches {means['batchnorm']:.3f}, no normalization "
+               f"{means[None]:.3f}: " + ("batch norm is the less sensitive to the initialization scale, as "
+                                          "CS231n's notebook expects." if robust else
+                                          "batch norm is not less sensitive here, contrary to CS231n's notebook."))
     return out
 
 
@@ -202,7 +207,7 @@ def _steps_findings(runs: list[dict]) -> list[str]:
                + (f"batch norm needs {np.mean(bn):.1f}x fewer steps." if bn else "batch norm never gets there."))
     plain_fast = [r for r in rows["none, 10x learning rate"] if r is not None]
     out.append("in the paper only the normalized net trains at the higher learning rate; here the unnormalized "
-               + (f"net also reaches the target at 10x the learning rate (Adam, not the paper's SGD), so that "
+               + ("net also reaches the target at 10x the learning rate (Adam, not the paper's SGD), so that "
                   "advantage is not reproduced." if len(plain_fast) == len(rows["none, 10x learning rate"]) else
                   "net fails to reach the target at 10x the learning rate with some seeds, as the paper says."))
     return out

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .demo import _save_figure
-from .study_runs import COLORS, label, steps_to
+from ..outputs import save_figure
+from .runs import COLORS, label, steps_to
 
 
 def plot(name: str, runs: list[dict], folder: Path) -> list[str]:
@@ -20,7 +20,7 @@ def plot(name: str, runs: list[dict], folder: Path) -> list[str]:
     fig = {"deep-net": _deep_net, "init-scale": _init_scale, "batch-size": _batch_size,
            "steps-to-accuracy": _steps, "conv-norms": _conv_norms}[name](plt, runs)
     try:
-        return _save_figure(fig, folder, name)
+        return save_figure(fig, folder, name)
     finally:
         plt.close(fig)
 

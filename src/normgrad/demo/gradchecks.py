@@ -1,6 +1,7 @@
 """The demo's checks of the core: every norm's backward (staged, closed form) against
-numeric gradients with random upstream gradients and random gamma/beta, and
-float32 accuracy on data with a large mean against the textbook formula.
+numeric gradients with random upstream gradients and random gamma/beta, the demo's
+model against numeric gradients, and float32 accuracy on data with a large mean
+against the textbook formula (``large_mean_case`` is the benchmark's case too).
 """
 
 from __future__ import annotations
@@ -10,7 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import functional as F
-from ..gradcheck import eval_numerical_gradient_array, rel_error
+from ..gradcheck import eval_numerical_gradient, eval_numerical_gradient_array, rel_error
+from .settings import MODELS
 
 
 @dataclass
@@ -74,6 +76,50 @@ def gradient_rows(seed: int = 0) -> list[GradRow]:
 
     rows.append(_check("groupnorm (G=2)", "closed form", gn, F.spatial_groupnorm_backward,
                        x4, gammag, betag, dout4))
+    return rows
+
+
+def _worst_errors(model, X, y, norm) -> dict[str, float]:
+    """The largest relative error of the analytic gradient per parameter kind (W, b, gamma, beta)."""
+    _, grads = model.loss(X, y)
+    worst: dict[str, float] = {}
+    for name, value in model.params.items():
+        numeric = eval_numerical_gradient(lambda _: model.loss(X, y)[0], value, h=1e-4, order=4)
+        kind = name.rstrip("0123456789")
+        if norm == "batchnorm" and kind == "b" and f"gamma{name[1:]}" in model.params:
+            err = max(float(np.abs(grads[name]).max()), float(np.abs(numeric).max()))
+            kind = "b (into BN: |grad|)"
+        else:
+            err = rel_error(grads[name], numeric)
+        worst[kind] = max(worst.get(kind, 0.0), err)
+    return worst
+
+
+def model_gradient_checks(seed: int) -> list[dict]:
+    """Numeric gradient check of the demo's architecture, small and in float64.
+
+    One row per (model, parameter kind): the largest relative error over the
+    layers, with CS231n's bounds (weights < 1e-4; biases, gamma, beta < 1e-7). A
+    bias feeding a batch norm has gradient 0 (the norm removes it): both sides are
+    checked to be round-off and reported as such.
+    """
+    from ..classifiers import FullyConnectedNet
+
+    rng = np.random.default_rng(seed)
+    X, y = rng.normal(0.5, 1.0, (6, 5)), rng.integers(4, size=6)
+    rows = []
+    for label, norm in MODELS:
+        for reg in (0.0, 0.5):
+            model = FullyConnectedNet([7, 6, 5], input_dim=5, num_classes=4, normalization=norm, reg=reg,
+                                      weight_scale=0.5, dtype=np.float64, rng=seed)
+            for name in model.params:
+                if name.startswith(("gamma", "beta")):
+                    model.params[name] = rng.normal(1.0 if name.startswith("gamma") else 0.0, 0.5,
+                                                    model.params[name].shape)
+            for kind, err in _worst_errors(model, X, y, norm).items():
+                bound = 1e-4 if kind == "W" else 1e-7
+                rows.append({"model": label, "reg": reg, "param": kind, "error": err, "ok": err < bound,
+                             "bound": bound})
     return rows
 
 
