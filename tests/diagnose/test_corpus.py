@@ -37,6 +37,13 @@ def test_corpus_verdicts(name):
         assert ids <= {d.id for d in got.diagnoses}, (name, function, got.to_json())
         if outcome == "ok":
             assert not got.diagnoses, (name, function, got.to_json())
+    for got in report.functions:  # notes never contradict verdicts: a forward blamed is a forward called wrong
+        for note in got.notes:
+            if "fix the forward" in note:
+                forward = probe.FORWARD_OF[got.name]
+                assert forward in note and report[forward].outcome == "wrong", (name, got.name, note)
+            if "your forward is right" in note:
+                assert report[probe.FORWARD_OF[got.name]].ok, (name, got.name, note)
 
 
 def test_every_catalog_id_is_named_by_some_corpus_file():

@@ -14,7 +14,7 @@ CATALOG = {
                         "an `assert False`, or returns zeros, a constant or its input unchanged)",
                         "fill in the TODO block of the function"),
     "unbiased-variance": ("the batch variance is divided by N-1 instead of N",
-                          "`x.var(axis=0)` (ddof=0), not `x.var(axis=0, ddof=1)`: batch norm normalizes with the biased "
+                          "`x.var(axis=0)`, not `x.var(axis=0, ddof=1)`: batch norm normalizes with the biased (ddof=0) "
                           "variance"),
     "running-var-unbiased": ("the running variance averages the unbiased (N-1) batch variance",
                              "average the same biased variance the forward pass uses: "
@@ -59,8 +59,8 @@ CATALOG = {
     "variance-not-centred": ("the variance is the mean of x**2, not of (x - mu)**2",
                              "`np.mean((x - mu) ** 2, axis=0)`, not `np.mean(x ** 2, axis=0)`"),
     "groups-of-size-G": ("group norm splits the channels into groups of G channels instead of G groups",
-                         "`x.reshape(N, G, C // G, H, W)` with statistics over axes (2, 3, 4), not "
-                         "`x.reshape(N, C // G, G, H, W)`"),
+                         "`x.reshape(N, G, C // G, H, W)`, not `x.reshape(N, C // G, G, H, W)`, with the statistics "
+                         "over axes (2, 3, 4)"),
     "gamma-beta-mapping": ("gamma and beta reach the wrong elements: each must scale and shift one whole channel",
                            "give every element its channel's gamma and beta: `np.repeat(gamma.ravel(), H * W)`, not "
                            "`np.tile(gamma.ravel(), H * W)`, and `np.repeat(beta.ravel(), H * W)`, not "

@@ -71,6 +71,12 @@ def print_report(console, report) -> None:
     console.print(f"[{color}]{report.summary()}[/]" + (f" ({', '.join(wrong)})" if wrong else ""), highlight=False)
 
 
+def _code(text: str) -> str:
+    """Escaped text with its `code` spans as <code>."""
+    parts = html.escape(text).split("`")
+    return "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts)) if len(parts) % 2 else "`".join(parts)
+
+
 def report_html(report) -> str:
     """A self-contained HTML table of the report (Jupyter's ``_repr_html_``)."""
     esc = html.escape
@@ -86,7 +92,7 @@ def report_html(report) -> str:
             parts.append(f"raised <code>{esc(e['type'])}</code>{esc(where(e))}: {esc(e['message'])}")
         for d in f.diagnoses:
             detail = f" <i>({esc(d.detail)})</i>" if d.detail else ""
-            parts.append(f"<code>{esc(d.id)}</code>: {esc(d.explanation)}<br>fix: {esc(d.fix)}{detail}")
+            parts.append(f"<code>{esc(d.id)}</code>: {_code(d.explanation)}<br>fix: {_code(d.fix)}{detail}")
         parts += [esc(n) for n in f.notes]
         color = COLORS[f.outcome]
         rows.append(f"<tr><td><code>{esc(f.name)}</code></td><td style='color:{color};font-weight:bold'>"

@@ -12,6 +12,10 @@ def spatial_batchnorm_forward(x, gamma, beta, bn_param):
         mu, var = flat.mean(axis=0), flat.var(axis=0)
         xhat = (flat - mu) / np.sqrt(var + eps)
         cache = (xhat, g, var, eps, x.shape)
+        m = bn_param.get("momentum", 0.9)
+        per_channel = x.transpose(1, 0, 2, 3).reshape(C, -1)
+        bn_param["running_mean"] = m * bn_param.get("running_mean", np.zeros(C)) + (1 - m) * per_channel.mean(1)
+        bn_param["running_var"] = m * bn_param.get("running_var", np.zeros(C)) + (1 - m) * per_channel.var(1)
     else:
         rm = np.repeat(bn_param["running_mean"], H * W)
         rv = np.repeat(bn_param["running_var"], H * W)

@@ -14,6 +14,9 @@ def spatial_batchnorm_forward(x, gamma, beta, bn_param):
     flat = x.swapaxes(1, 3).reshape(-1, C)
     if bn_param["mode"] == "train":
         out, cache = _bn(flat, gamma, beta, eps)
+        m = bn_param.get("momentum", 0.9)
+        bn_param["running_mean"] = m * bn_param.get("running_mean", np.zeros(C)) + (1 - m) * flat.mean(axis=0)
+        bn_param["running_var"] = m * bn_param.get("running_var", np.zeros(C)) + (1 - m) * flat.var(axis=0)
     else:
         out = gamma * (flat - bn_param["running_mean"]) / np.sqrt(bn_param["running_var"] + eps) + beta
         cache = None
