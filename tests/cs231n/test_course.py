@@ -36,7 +36,8 @@ COURSE_NAMES = {
                        "eval_numerical_gradient_net", "grad_check_sparse"],
     "optim": ["sgd", "sgd_momentum", "rmsprop", "adam"],
     "solver": ["Solver"],
-    "data_utils": ["get_CIFAR10_data", "load_CIFAR10", "load_CIFAR_batch"],
+    "data_utils": ["get_CIFAR10_data", "load_CIFAR10", "load_CIFAR_batch", "load_pickle", "load_tiny_imagenet",
+                   "load_models", "load_imagenet_val"],
     "vis_utils": ["visualize_grid", "vis_grid", "vis_nn"],
     "classifiers.fc_net": ["FullyConnectedNet", "dropout_forward", "affine_relu_forward"],  # and layers' names
     "classifiers.cnn": ["ThreeLayerConvNet", "conv_relu_pool_forward"],
@@ -238,6 +239,80 @@ def test_get_cifar10_data_splits_like_the_course(tmp_path, monkeypatch):
         get_CIFAR10_data(num_training=49000)
     kept = get_CIFAR10_data(10, 2, 6, False)  # subtract_mean=False: the raw values
     assert kept["X_train"].min() >= 0 and kept["X_train"].max() > 100
+
+
+def test_get_cifar10_data_takes_the_course_arguments_in_the_course_order():
+    import inspect
+
+    from normgrad.cs231n.data_utils import get_CIFAR10_data
+
+    params = list(inspect.signature(get_CIFAR10_data).parameters.values())
+    assert [(p.name, p.default) for p in params[:4]] == [("num_training", 49000), ("num_validation", 1000),
+                                                          ("num_test", 1000), ("subtract_mean", True)]
+
+
+def test_course_pickles_models_and_imagenet_val_load_as_plain_data(tmp_path, monkeypatch):
+    import io
+    import os
+    import pickle
+
+    from normgrad.cs231n.data_utils import load_imagenet_val, load_models, load_pickle
+
+    class Exploit:
+        def __reduce__(self):
+            return (os.system, ("touch pwned",))
+
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "good.p").write_bytes(pickle.dumps({"model": {"W1": np.arange(3.0)}}, protocol=2))
+    (models / "evil.p").write_bytes(pickle.dumps({"model": Exploit()}))
+    loaded = load_models(models)
+    assert list(loaded) == ["good.p"] and loaded["good.p"]["W1"].tolist() == [0.0, 1.0, 2.0]
+    with pytest.raises(ValueError, match="not a plain-data pickle"):
+        load_pickle(io.BytesIO(pickle.dumps(Exploit())))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FileNotFoundError, match="get_imagenet_val.sh"):
+        load_imagenet_val()
+    (tmp_path / "cs231n" / "datasets").mkdir(parents=True)
+    np.savez(tmp_path / "cs231n" / "datasets" / "imagenet_val_25.npz", X=np.arange(25 * 12).reshape(25, 2, 2, 3),
+             y=np.arange(25), label_map=np.array({0: "tench", 1: "goldfish"}, dtype=object))
+    X, y, names = load_imagenet_val(num=4)
+    assert X.shape == (4, 2, 2, 3) and y.tolist() == [0, 1, 2, 3] and names == {0: "tench", 1: "goldfish"}
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_tiny_imagenet_loads_as_the_course_lays_it_out(tmp_path):
+    from PIL import Image
+
+    from normgrad.cs231n.data_utils import load_tiny_imagenet
+
+    rng = np.random.default_rng(0)
+    root = tmp_path / "tiny"
+    wnids = ["n01", "n02"]
+    (root / "val" / "images").mkdir(parents=True)
+    (root / "test" / "images").mkdir(parents=True)
+    (root / "wnids.txt").write_text("\n".join(wnids) + "\n")
+    (root / "words.txt").write_text("n00\tother\nn01\tgoldfish, Carassius auratus\nn02\ttench\n")
+
+    def image(path, gray=False):
+        shape = (8, 8) if gray else (8, 8, 3)
+        Image.fromarray(rng.integers(0, 255, shape, dtype=np.uint8)).save(path)
+
+    for w in wnids:
+        (root / "train" / w / "images").mkdir(parents=True)
+        for i in range(2):
+            image(root / "train" / w / "images" / f"{w}_{i}.png", gray=(w == "n02" and i == 1))
+        (root / "train" / w / f"{w}_boxes.txt").write_text("".join(f"{w}_{i}.png\t0\t0\t7\t7\n" for i in range(2)))
+    image(root / "val" / "images" / "val_0.png")
+    (root / "val" / "val_annotations.txt").write_text("val_0.png\tn02\t0\t0\t7\t7\n")
+    image(root / "test" / "images" / "test_0.png")
+    data = load_tiny_imagenet(root)
+    assert data["class_names"] == [["goldfish", "Carassius auratus"], ["tench"]]
+    assert data["X_train"].shape == (4, 3, 8, 8) and data["X_train"].dtype == np.float32
+    assert data["y_train"].tolist() == [0, 0, 1, 1] and data["y_val"].tolist() == [1] and data["y_test"] is None
+    np.testing.assert_allclose(data["X_train"].mean(axis=0), 0, atol=1e-4)
+    raw = load_tiny_imagenet(root, subtract_mean=False)
+    np.testing.assert_allclose(raw["X_val"] - raw["mean_image"], data["X_val"], atol=1e-4)
 
 
 def test_shim_writes_a_cs231n_package_that_re_exports_normgrad(tmp_path):
