@@ -73,7 +73,10 @@ def atomic_write(path, write: Callable[[Path], None]) -> Path:
     tmp = Path(tmp)
     try:
         if fcntl is not None:
-            fcntl.flock(fd, fcntl.LOCK_EX)  # held until the rename: tells remove_leftovers we are alive
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)  # held until the rename: tells remove_leftovers we are alive
+            except OSError:  # a file system without locks: then remove_leftovers cannot lock it either
+                pass
         # mkstemp makes the file private (0600); give it the mode a plain open() would
         # (or the mode of the file it replaces)
         mode = path.stat().st_mode & 0o777 if path.exists() else 0o666 & ~_umask()
