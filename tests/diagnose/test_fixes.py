@@ -66,6 +66,7 @@ FIXES = {
     "eps-outside-sqrt": (_bug("eps_outside_sqrt"), "batchnorm_forward", "pairs"),
     "eps-missing": (_corpus("bug_eps_missing.py"), "batchnorm_forward", "pairs"),
     "drops-affine": (_corpus("bug_drops_affine.py"), "batchnorm_forward", "pairs"),
+    "eps-value": (_corpus("bug_eps_constant.py"), "batchnorm_forward", "pairs"),
     "momentum-reversed": (_bug("momentum_reversed"), "batchnorm_forward", "pairs"),
     "no-running-update": (_base('    bn_param["running_mean"] = running_mean\n    bn_param["running_var"] = running_var\n',
                                 ""), "batchnorm_forward", ("before", "    return out, cache")),

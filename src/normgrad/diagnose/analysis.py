@@ -357,10 +357,15 @@ def _probe_findings(report: FunctionReport, kind: str, rec: dict) -> None:
                 "eps-missing": M.normalize(x, xv, axes, eps=0.0)}
         errs = {k: scale_err(tiny, r) for k, r in refs.items()}
         best = min(errs, key=errs.get)
+        sd = float(np.std(tiny))
+        said = f"for an x whose variance is eps your output's std is {sd:.3g}; with np.sqrt(var + eps) it is " \
+               f"{float(np.std(refs[''])):.3g}"
         if best and errs[best] < 1e-3 and errs[""] > 1e-2:
-            sd = float(np.std(tiny))
-            report.diagnose(best, f"for an x whose variance is eps your output's std is {sd:.3g}; with "
-                                  f"np.sqrt(var + eps) it is {float(np.std(refs[''])):.3g}")
+            report.diagnose(best, said)
+        elif errs[""] > 1e-2 and 0 < sd < 1:  # std = sqrt(var / (var + eps_used)) with var = EPS
+            used = probe.EPS * (1 / sd**2 - 1)
+            report.diagnose("eps-value", f"{said}: it normalizes with eps = {used:.2g}, not the {probe.EPS:g} the "
+                                         "param dict passes")
     ox, og, ob = arr(rec.get("affine_x")), arr(rec.get("affine_gamma")), arr(rec.get("affine_beta"))
     if ox is None or og is None or ob is None:
         return
@@ -481,6 +486,12 @@ def _backward_layout(name, kind, recs, layout, strict) -> FunctionReport:
     return _conclude(report, verdicts, _group_errors(recs), modified, strict, "dx")
 
 
+def _offs(own: dict) -> str:
+    """'dx off by 2.7e-01 of the gradient's scale, dgamma of another shape'."""
+    parts = [f"{k} off by {v:.1e}" if np.isfinite(v) else f"{k} of another shape or not finite" for k, v in own.items()]
+    return ", ".join(parts) + (" of the gradient's scale" if any(np.isfinite(v) for v in own.values()) else "")
+
+
 def _causality(report: FunctionReport, numeric: list, wrong: list, forward_gap: float, forward: str,
                on_cache: float = np.inf) -> bool:
     """Judge the wrong outputs against the gradient of the user's own forward (numeric, on
@@ -508,11 +519,9 @@ def _causality(report: FunctionReport, numeric: list, wrong: list, forward_gap: 
                         f"{forward_gap:.1e}")
             return True
         report.note(f"{forward}'s output differs from the reference by {forward_gap:.1e}, and your backward is not "
-                    f"its gradient either ({', '.join(f'{k} off by {v:.1e}' for k, v in own.items())} of the "
-                    "gradient's scale): fix the forward first, then the backward")
+                    f"its gradient either ({_offs(own)}): fix the forward first, then the backward")
     else:
-        report.note(f"your forward is right; your backward is not its gradient "
-                    f"({', '.join(f'{k} off by {v:.1e}' for k, v in own.items())} of the gradient's scale)")
+        report.note(f"your forward is right; your backward is not its gradient ({_offs(own)})")
     return False
 
 

@@ -80,6 +80,9 @@ CATALOG = {
                          "normalize by `np.sqrt(var + eps)`, not `np.sqrt(var) + eps`"),
     "eps-missing": ("eps is left out: the normalization divides by sqrt(var)",
                     "normalize by `np.sqrt(var + eps)`, not `np.sqrt(var)`, with eps from the param dict"),
+    "eps-value": ("eps is not the one the param dict passes (a constant of your own, or a multiple of it)",
+                  "use the param dict's eps: `eps = bn_param.get(\"eps\", 1e-5)`, not `eps = 1e-3` (ln_param or "
+                  "gn_param in layer and group norm)"),
     "drops-affine": ("the output is the normalized xhat: gamma and beta are not applied",
                      "`out = gamma * xhat + beta`, not `out = xhat`"),
     "momentum-reversed": ("the running average weights the new batch by momentum",

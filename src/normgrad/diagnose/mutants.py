@@ -62,11 +62,13 @@ def normalize(x, xv, axes, ddof=0, eps_outside=False, eps=EPS, centring=""):
 def stat_views(x, kind, G):
     """(name, view) pairs: the right view (name ''), then the wrong ones: the usual slips,
     statistics over every axis (a reduction without axis=), group norm's groups of G channels."""
-    right = view(x, kind, G)[1] if kind != "group" else "each group's channels and axes (2, 3)"
+    right = view(x, kind, G)[1] if kind != "group" else "each group of C // G channels with axes (2, 3)"
 
     def name(i, va):  # a view of x itself reads as axes of x; a reshaped one by number
         if va[0] is x:
             every = " (every axis: a reduction without axis=)" if len(va[1]) == x.ndim else ""
+            if kind == "group" and va[1] == (2, 3):
+                every = " (per channel: instance norm)"
             return f"wrong-axis:statistics over axes {va[1]}{every}, not {right}"
         return f"wrong-axis:{i}"
 
