@@ -7,8 +7,10 @@ generator and the files on disk bitwise as they were.
 Each test draws one refused input (a hyperparameter out of range or of the wrong type, a
 state array of the wrong shape, mismatched w/dw, a bad Solver setting or output path, a
 checkpoint of another model, a corrupted optimizer config met mid-step) among otherwise
-valid ones. Budgets are fixed and derandomized (``BUDGET`` examples per test, the
-conftest profile), so the time and the cases are the same on every run.
+valid ones. Budgets are fixed and derandomized (at most ``BUDGET`` examples per test, the
+conftest profile), so the time and the cases are the same on every run; where the space of
+cases is smaller than its budget (Solver settings: 53 cases; a step refused half-way: 36),
+hypothesis runs every one of them.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from normgrad import optim
 from normgrad.classifiers import FullyConnectedNet
 from normgrad.solver import Solver
 
-BUDGET = {"rules": 300, "solver": 150, "resume": 60, "step": 60, "save": 30}
+BUDGET = {"rules": 300, "solver": 150, "resume": 60, "step": 60}
 
 
 def fingerprint(obj):
@@ -228,7 +230,6 @@ def refused_resume(draw):
         hidden, norm = draw(st.sampled_from([((7,), "batchnorm"), ((6,), "layernorm"), ((6,), None),
                                              ((6, 6), "batchnorm")]))
         return {}, (hidden, norm)
-    kwargs, _ = draw(refused_settings())
     key = draw(st.sampled_from(sorted(_BAD_SETTINGS)))
     return {key: draw(st.sampled_from(_BAD_SETTINGS[key]))}, None
 
@@ -271,8 +272,7 @@ def test_a_step_refused_half_way_changes_nothing(epochs, name, key):
     assert _picture(solver.model, solver) == before
 
 
-@settings(max_examples=BUDGET["save"])
-@given(st.sampled_from(["a folder", "under a file"]))
+@pytest.mark.parametrize("where", ["a folder", "under a file"])
 def test_a_refused_save_changes_nothing(where):
     solver = Solver(_model(), _data(), **_VALID)
     solver._step(np.arange(8))
