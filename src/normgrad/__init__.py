@@ -1,15 +1,21 @@
 """normgrad: normalization layers and their gradients, done right.
 
 This module only re-exports the public face (the CS231n-style functions of
-``normgrad.functional`` and the gradient checker). Every subpackage is reachable
-as an attribute (``normgrad.nn``, ``normgrad.kernels``, ``normgrad.torch``, ...),
-imported on first use, so ``import normgrad`` stays light and never imports torch.
+``normgrad.functional``, ``NormSpec`` to declare a norm, and the gradient checker).
+Every subpackage is reachable as an attribute (``normgrad.nn``, ``normgrad.kernels``,
+``normgrad.torch``, ...), imported on first use, so ``import normgrad`` stays light and never imports torch.
 """
 
 import importlib
 
-from . import functional as _functional
-from .functional import *  # noqa: F403 - the CS231n-style functions, named in functional.__all__
+from .core.specs import NormSpec
+from .functional import (
+    NormCache, norm_forward, norm_backward, batchnorm_forward, batchnorm_backward, batchnorm_backward_alt,
+    layernorm_forward, layernorm_backward, spatial_batchnorm_forward, spatial_batchnorm_backward,
+    spatial_groupnorm_forward, spatial_groupnorm_backward, instancenorm_forward, instancenorm_backward,
+    rmsnorm_forward, rmsnorm_backward, batchrenorm_forward, batchrenorm_backward, ghost_batchnorm_forward,
+    ghost_batchnorm_backward, fold_batchnorm,
+)
 from .gradcheck import eval_numerical_gradient, eval_numerical_gradient_array, rel_error
 
 __version__ = "0.1.0"
@@ -30,4 +36,11 @@ def __dir__():
     return sorted(set(globals()) | set(SUBMODULES))
 
 
-__all__ = [*_functional.__all__, "eval_numerical_gradient", "eval_numerical_gradient_array", "rel_error"]
+__all__ = [
+    "NormCache", "norm_forward", "norm_backward", "batchnorm_forward", "batchnorm_backward",
+    "batchnorm_backward_alt", "layernorm_forward", "layernorm_backward", "spatial_batchnorm_forward",
+    "spatial_batchnorm_backward", "spatial_groupnorm_forward", "spatial_groupnorm_backward",
+    "instancenorm_forward", "instancenorm_backward", "rmsnorm_forward", "rmsnorm_backward", "batchrenorm_forward",
+    "batchrenorm_backward", "ghost_batchnorm_forward", "ghost_batchnorm_backward", "fold_batchnorm", "NormSpec",
+    "eval_numerical_gradient", "eval_numerical_gradient_array", "rel_error",
+]

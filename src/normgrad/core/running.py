@@ -32,10 +32,11 @@ class Convention:
     momentum_keeps_old: bool  # CS231n: momentum is the weight of the old value
     unbiased: bool  # average var * count / (count - 1)
 
-    def weight(self, momentum: float | None, num_batches_tracked: int = 1) -> float:
-        """w, the weight of the new batch."""
+    def weight(self, momentum: float | None, num_batches_tracked=1) -> float:
+        """w, the weight of the new batch. ``num_batches_tracked`` (an int, or a 0-d array
+        or tensor, counting this batch) is read only when momentum is None."""
         if momentum is None:
-            return 1.0 / num_batches_tracked
+            return 1.0 / float(num_batches_tracked)
         return 1.0 - momentum if self.momentum_keeps_old else momentum
 
     def batch_var(self, var, count: int, centered: bool = True):
@@ -59,6 +60,15 @@ def updated(convention: Convention, running_mean, running_var, mean, var, count:
     with mean ``mean`` and biased variance ``var`` (uncentred: 0 and the mean square)."""
     w = convention.weight(momentum, num_batches_tracked)
     return blend(running_mean, mean, w), blend(running_var, convention.batch_var(var, count, centered), w)
+
+
+def check_count(count: int, centered: bool, what: str) -> None:
+    """A centred batch variance of ``count`` values per statistic needs count >= 2 (the
+    unbiased variance divides by count - 1): refused before any state changes."""
+    if centered:
+        from .validate import enough_values
+
+        enough_values(count, what)
 
 
 def per_channel(mean, var, across: str):

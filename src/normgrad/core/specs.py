@@ -33,7 +33,7 @@ A new norm is one more ``NormSpec``; every backend and front end serves it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from math import prod
 
@@ -100,6 +100,10 @@ class NormSpec:
         """The spec as one string (what ``torch.ops.normgrad`` operators take); ``from_code`` reads it."""
         return "|".join((self.name, str(int(self.features_last)), self.across, self.groups, str(int(self.centered)),
                          str(int(self.running_stats))))
+
+    def with_channel_stats(self) -> "NormSpec":
+        """This norm with statistics per channel: how it normalizes with running statistics."""
+        return self if self.across == "batch" else replace(self, across="batch", running_stats=False)
 
     def num_groups(self, C: int, G: int | None = None) -> int:
         """G for ``C`` channels: 1, the caller's ``G`` (a divisor of C), or C."""

@@ -54,7 +54,7 @@ def norm_forward(spec: NormSpec, x, gamma, beta, param=None, G=None, *, kind: st
         param["running_mean"], param["running_var"] = old
         return normalize(kind, spec, x, gamma, beta, eps, G, stats=old)
     count = spec.count(spec.view(x.shape, G))
-    v.enough_values(count, f"input of shape {x.shape}")
+    running.check_count(count, spec.centered, f"input of shape {x.shape}")
     out, cache = normalize(kind, spec, x, gamma, beta, eps, G)
     stats_shape = spec.stats_shape(spec.view(x.shape, G))
     mean, var = running.per_channel(cache.mean.reshape(stats_shape), cache.var.reshape(stats_shape), spec.across)

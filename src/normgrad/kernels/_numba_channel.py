@@ -65,14 +65,18 @@ def _plane_sums(x, lo, hi, shift, acc1, acc2):
 
 
 @helper
-def _finish_moments(t1, t2, shift, count):
-    """(mean, biased var) per channel from the float64 totals of d = x - shift and d**2."""
-    mean = np.empty(t1.size)
+def _finish_moments(t1, t2, shift, count, centered):
+    """(mean, biased var) per channel from the float64 totals of d = x - shift and d**2;
+    uncentred (shift 0): (0, the mean square)."""
+    mean = np.zeros(t1.size)
     var = np.empty(t1.size)
     for c in range(t1.size):
-        m = t1[c] / count
-        mean[c] = np.float64(shift[c]) + m
-        var[c] = max(t2[c] / count - m * m, 0.0)
+        if centered:
+            m = t1[c] / count
+            mean[c] = np.float64(shift[c]) + m
+            var[c] = max(t2[c] / count - m * m, 0.0)
+        else:
+            var[c] = t2[c] / count
     return mean, var
 
 
@@ -94,7 +98,7 @@ def _stats(loop):
                 _blocked_sums(x2, lo, hi, shift, s1[k], s2[k])
             else:
                 _plane_sums(x, lo, hi, shift, s1[k], s2[k])
-        return _finish_moments(column_sums(s1), column_sums(s2), shift, N * L)
+        return _finish_moments(column_sums(s1), column_sums(s2), shift, N * L, centered)
     return channel_stats
 
 

@@ -11,10 +11,10 @@ from .batch_variants import (
     GhostBatchNorm1d,
     GhostBatchNorm2d,
 )
-from .norm import BatchNorm1d, BatchNorm2d, GroupNorm, InstanceNorm1d, InstanceNorm2d, LayerNorm, RMSNorm
+from .norm import BatchNorm1d, BatchNorm2d, GroupNorm, InstanceNorm1d, InstanceNorm2d, LayerNorm, Norm, RMSNorm
 from .tools import fuse_batchnorm, update_bn_stats
 
-__all__ = ["Module", "Linear", "ReLU", "Dropout", "Conv2d", "MaxPool2d", "Flatten", "Sequential",
+__all__ = ["Module", "Norm", "Linear", "ReLU", "Dropout", "Conv2d", "MaxPool2d", "Flatten", "Sequential",
            "BatchNorm1d", "BatchNorm2d", "LayerNorm", "GroupNorm", "InstanceNorm1d", "InstanceNorm2d", "RMSNorm",
            "BatchRenorm1d", "BatchRenorm2d", "GhostBatchNorm1d", "GhostBatchNorm2d", "FrozenBatchNorm2d",
            "fuse_batchnorm", "update_bn_stats"]

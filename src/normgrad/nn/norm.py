@@ -147,8 +147,11 @@ class Norm(_NormBase):
         self._run_hooks(x)
         gamma, beta = self._gamma_beta()
         batch_stats = self.training or not self.track_running_stats
-        running = None if batch_stats else (self.buffers["running_mean"], self.buffers["running_var"])
-        y, stats = kernels.norm_forward(self.spec, x, gamma, beta, G=self.num_groups, eps=self.eps, running=running)
+        if self.training and self.track_running_stats:
+            running.check_count(self.spec.count(self.spec.view(x.shape, self.num_groups)), self.spec.centered,
+                                f"input of shape {x.shape}")
+        fixed = None if batch_stats else (self.buffers["running_mean"], self.buffers["running_var"])
+        y, stats = kernels.norm_forward(self.spec, x, gamma, beta, G=self.num_groups, eps=self.eps, running=fixed)
         if self.training and self.track_running_stats:
             self._track(x.shape, stats)
         self._saved = Saved(np.ascontiguousarray(x), stats, batch_stats)

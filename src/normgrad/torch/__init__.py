@@ -10,6 +10,7 @@ as well as GPU (NCCL).
 - ``SyncBatchNorm``: ``torch.nn.SyncBatchNorm``'s interface, also on CPU tensors:
   two all-reduces per training step (statistics, gradient sums); eager only;
   ``revert_sync_batchnorm`` turns it back into batch norm.
+- ``Norm(spec, num_features)``: any declared norm (``normgrad.NormSpec``) as a module.
 - ``LayerNorm``, ``GroupNorm``, ``InstanceNorm1d/2d``, ``RMSNorm`` (subclasses of
   torch's) and ``BatchRenorm1d/2d``, ``GhostBatchNorm1d/2d`` (``norms``);
   ``convert_norms`` swaps torch's norms for normgrad's in a model.
@@ -48,11 +49,12 @@ from .norms import (
     InstanceNorm1d,
     InstanceNorm2d,
     LayerNorm,
+    Norm,
     RMSNorm,
     convert_norms,
 )
 
-__all__ = ["BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "SyncBatchNorm", "LayerNorm", "GroupNorm", "RMSNorm",
+__all__ = ["Norm", "BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "SyncBatchNorm", "LayerNorm", "GroupNorm", "RMSNorm",
            "InstanceNorm1d", "InstanceNorm2d", "BatchRenorm1d", "BatchRenorm2d", "GhostBatchNorm1d",
            "GhostBatchNorm2d", "convert_batchnorm", "convert_norms", "revert_sync_batchnorm", "batch_norm",
            "TorchCommunicator", "run_local", "RankFailed", "ops"]

@@ -65,12 +65,13 @@ def normalize(spec: NormSpec, x, mean, invstd, weight, bias, groups: int) -> tor
 
 
 def forward(spec: NormSpec, x, weight, bias, groups: int, eps: float, running=None):
-    """(y, mean, var, invstd): batch statistics, or ``running`` = (mean, var) when given."""
+    """(y, mean, var, invstd): batch statistics, or ``running`` = (mean, var) (C,) when given."""
     if running is None:
         mean, var = moments(spec, x, groups)
     else:
         acc = accumulation_dtype(x.dtype)
         mean, var = (r.to(acc) for r in running)
+        spec = spec.with_channel_stats()
     invstd = torch.rsqrt(var + eps)
     return normalize(spec, x, mean, invstd, weight, bias, groups), mean, var, invstd
 
@@ -99,7 +100,9 @@ def backward(spec: NormSpec, dy, x, weight, mean, invstd, groups: int, batch_sta
 
     With ``batch_stats`` the statistics depend on x (the closed form:
     dx = invstd * (g - mean(g) - xhat * mean(g * xhat)) over each statistic's values,
-    g = dy * weight); without, they were constants (batch norm in evaluation)."""
+    g = dy * weight); without, they were constants (running statistics, (C,))."""
+    if not batch_stats:
+        spec = spec.with_channel_stats()
     xv, view = _view(spec, x, groups)
     C = view[1] * view[2]
     d = dy.reshape(view).to(xv.dtype)

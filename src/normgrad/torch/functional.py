@@ -23,7 +23,7 @@ from .. import kernels
 from ..core import running
 from ..core import validate as v
 from ..core.specs import BATCH
-from ..core.sync import Communicator, SyncedStats, synced_backward, synced_forward
+from ..core.sync import Communicator, synced_backward, synced_forward
 from . import _formulas, ops
 
 
@@ -151,7 +151,7 @@ class _SyncedBatchNorm(torch.autograd.Function):
         if running_mean is not None and running_var is not None:
             _check_channels("running_mean", running_mean, C)
             _check_channels("running_var", running_var, C)
-            _update_running(running_mean, running_var, torch.as_tensor(synced.mean), torch.as_tensor(synced.var),
+            update_running(running_mean, running_var, torch.as_tensor(synced.mean), torch.as_tensor(synced.var),
                             synced.count, momentum)
         ctx.save_for_backward(x)
         param_dtypes = (None if weight is None else weight.dtype, None if bias is None else bias.dtype)
@@ -170,13 +170,33 @@ class _SyncedBatchNorm(torch.autograd.Function):
         return dx, dweight, dbias, None, None, None, None, None
 
 
-def _update_running(running_mean, running_var, mean, var, count: int, momentum: float) -> None:
-    """The TORCH rule (``core.running``) in place: running += w * (batch - running), with
-    the unbiased batch variance."""
-    w = running.TORCH.weight(momentum)
+def update_running(running_mean, running_var, mean, var, count: int, momentum: float | None,
+                   num_batches_tracked: int = 1, centered: bool = True) -> None:
+    """The TORCH rule (``core.running``) in place: running += w * (batch - running), w the
+    momentum (None: 1 / num_batches_tracked), with the unbiased batch variance (an
+    uncentred norm's mean square as it is)."""
+    w = running.TORCH.weight(momentum, num_batches_tracked)
     with torch.no_grad():
         running_mean.lerp_(mean.to(running_mean), w)
-        running_var.lerp_(running.TORCH.batch_var(var, count).to(running_var), w)
+        running_var.lerp_(running.TORCH.batch_var(var, count, centered).to(running_var), w)
+
+
+def check_batch_norm(input, weight, bias, running_mean, running_var, training: bool) -> None:
+    """Every check ``batch_norm`` makes of its tensors, so a module can make them before it
+    changes any state: input (N, C, *spatial) floating point, the others (C,) or None,
+    more than one value per channel in training, running_var >= 0 in evaluation."""
+    if input.dim() < 2:
+        raise ValueError(f"expected input of shape (N, C, ...), got {tuple(input.shape)}")
+    if not input.is_floating_point():
+        raise TypeError(f"input must be a floating-point tensor, got dtype {input.dtype}")
+    C = input.shape[1]
+    for name, t in (("weight", weight), ("bias", bias), ("running_mean", running_mean), ("running_var", running_var)):
+        if t is not None:
+            _check_channels(name, t, C)
+    if training:
+        v.enough_values(input.numel() // C, f"input of shape {tuple(input.shape)}")
+    elif not (torch.compiler.is_compiling() or torch.jit.is_tracing()) and bool((running_var < 0).any()):
+        raise ValueError("running_var must be >= 0 everywhere")
 
 
 def batch_norm(input, running_mean, running_var, weight=None, bias=None, training: bool = False,
@@ -197,21 +217,18 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
         raise ValueError("running_mean and running_var are needed when training=False")
     if comm is not None and training:  # checked inside the exchange, on every rank at once
         return _SyncedBatchNorm.apply(input, weight, bias, running_mean, running_var, momentum, eps, comm)
-    if input.dim() < 2:
-        raise ValueError(f"expected input of shape (N, C, ...), got {tuple(input.shape)}")
-    if not input.is_floating_point():
-        raise TypeError(f"input must be a floating-point tensor, got dtype {input.dtype}")
-    C = input.shape[1]
-    for name, t in (("weight", weight), ("bias", bias), ("running_mean", running_mean), ("running_var", running_var)):
-        if t is not None:
-            _check_channels(name, t, C)
+    check_batch_norm(input, weight, bias, running_mean, running_var, training)
+    return checked_batch_norm(input, running_mean, running_var, weight, bias, training, momentum, eps)
+
+
+def checked_batch_norm(input, running_mean, running_var, weight, bias, training: bool, momentum: float | None,
+                       eps: float):
+    """``batch_norm`` on arguments that passed ``check_batch_norm`` (and eps and momentum
+    their checks); momentum None with training: no running update."""
     if training:
-        count = input.numel() // C
-        v.enough_values(count, f"input of shape {tuple(input.shape)}")
+        count = input.numel() // input.shape[1]
         y, mean, var, _ = ops.apply_norm(input, weight, bias, None, None, "batch", 1, eps)
-        if running_mean is not None and running_var is not None:
-            _update_running(running_mean, running_var, mean, var, count, momentum)
+        if running_mean is not None and running_var is not None and momentum is not None:
+            update_running(running_mean, running_var, mean, var, count, momentum)
         return y
-    if not (torch.compiler.is_compiling() or torch.jit.is_tracing()) and bool((running_var < 0).any()):
-        raise ValueError("running_var must be >= 0 everywhere")
     return ops.apply_norm(input, weight, bias, running_mean, running_var, "batch", 1, eps)[0]

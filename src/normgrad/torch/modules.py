@@ -13,10 +13,11 @@ import torch
 import torch.distributed as dist
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from ..core import running
 from ..core.sync import agree_layout
 from .distributed import TorchCommunicator, _timedelta
 from . import ops
-from .functional import batch_norm
+from .functional import batch_norm, check_batch_norm, checked_batch_norm
 
 
 class ReportsPath:
@@ -56,14 +57,21 @@ class _KernelForward(ReportsPath):
         return False
 
     def _batch_norm(self, input, batch_stats: bool, comm):
+        keep_running = not self.training or self.track_running_stats
+        if comm is None:  # every check before num_batches_tracked changes (synced: inside the exchange)
+            check_batch_norm(input, self.weight, self.bias, self.running_mean if keep_running else None,
+                             self.running_var if keep_running else None, batch_stats)
         factor = 0.0 if self.momentum is None else self.momentum
         if self.training and self.track_running_stats and self.num_batches_tracked is not None:
             self.num_batches_tracked.add_(1)
-            factor = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
-        keep_running = not self.training or self.track_running_stats
-        return batch_norm(input, self.running_mean if keep_running else None,
-                          self.running_var if keep_running else None, self.weight, self.bias, batch_stats,
-                          factor, self.eps, comm=comm)
+            factor = running.TORCH.weight(self.momentum, self.num_batches_tracked)
+        running_mean = self.running_mean if keep_running else None
+        running_var = self.running_var if keep_running else None
+        if comm is None:
+            return checked_batch_norm(input, running_mean, running_var, self.weight, self.bias, batch_stats, factor,
+                                      self.eps)
+        return batch_norm(input, running_mean, running_var, self.weight, self.bias, batch_stats, factor, self.eps,
+                          comm=comm)
 
 _warned_eager_sync = False
 

@@ -16,21 +16,88 @@ from math import prod
 
 import torch
 
-from .functional import _update_running
+from ..core import running, variants
+from ..core.specs import NormSpec
+from ..core import validate as v
+from .functional import update_running
 from .modules import BatchNorm1d, BatchNorm2d, BatchNorm3d, ReportsPath, swap_exact
 from .ops import apply_norm
 
 
 def _trailing(module, input: torch.Tensor) -> int:
     """D = prod(normalized_shape), after checking input ends with normalized_shape."""
-    shape = tuple(module.normalized_shape)
-    if tuple(input.shape[input.dim() - len(shape):]) != shape or input.dim() < len(shape):
-        raise ValueError(f"expected input of shape (..., {', '.join(map(str, shape))}), got {tuple(input.shape)}")
-    return prod(shape)
+    v.trailing_shape(tuple(input.shape), tuple(module.normalized_shape))
+    return prod(module.normalized_shape)
 
 
 def _flat(p: torch.Tensor | None) -> torch.Tensor | None:
     return None if p is None else p.reshape(-1)
+
+
+class Norm(ReportsPath, torch.nn.Module):
+    """Any declared norm (``normgrad.NormSpec``) as a ``torch.nn.Module`` on normgrad's
+    operators: the kernels for CPU float32/float64, torch operations elsewhere;
+    ``torch.compile`` (no graph break), ``torch.export`` and double backward as for the
+    built-in norms.
+
+    Parameters weight and bias (C,) when ``affine``; with ``track_running_stats``
+    (default: the spec's ``running_stats``) buffers running_mean, running_var and
+    num_batches_tracked, updated in training (torch's rules, ``core.running.TORCH``;
+    an uncentred norm averages its mean square) and used in evaluation.
+    ``num_groups``: G, for a spec whose groups are given.
+    input: (N, C, *spatial), or (..., C) for a features-last spec.
+    """
+
+    def __init__(self, spec: NormSpec, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1,
+                 affine: bool = True, track_running_stats: bool | None = None, num_groups: int | None = None,
+                 device=None, dtype=None):
+        super().__init__()
+        if not isinstance(spec, NormSpec):
+            raise TypeError(f"spec must be a NormSpec, got {type(spec).__name__}")
+        self.spec, self.num_features = spec, v.positive_integer("num_features", num_features)
+        self.eps = v.eps_value(eps)
+        self.momentum = None if momentum is None else v.momentum_value(momentum)
+        self.groups = spec.num_groups(num_features, num_groups) if spec.groups == "given" else 1
+        self.affine = bool(affine)
+        self.track_running_stats = spec.running_stats if track_running_stats is None else bool(track_running_stats)
+        kw = {"device": device, "dtype": dtype}
+        self.weight = torch.nn.Parameter(torch.ones(num_features, **kw)) if affine else None
+        self.bias = torch.nn.Parameter(torch.zeros(num_features, **kw)) if affine else None
+        if self.track_running_stats:
+            self.register_buffer("running_mean", torch.zeros(num_features, **kw))
+            self.register_buffer("running_var", torch.ones(num_features, **kw))
+            self.register_buffer("num_batches_tracked", torch.tensor(0, dtype=torch.long, device=device))
+
+    def extra_repr(self) -> str:
+        return (f"{self.spec.name}, {self.num_features}, eps={self.eps}, momentum={self.momentum}, "
+                f"affine={self.affine}, track_running_stats={self.track_running_stats}" + super().extra_repr())
+
+    def forward(self, input):
+        self._note_path(input)
+        if input.dim() < 2 or self.spec.channels(tuple(input.shape)) != self.num_features:
+            layout = f"(..., {self.num_features})" if self.spec.features_last else f"(N, {self.num_features}, ...)"
+            raise ValueError(f"expected input of shape {layout}, got {tuple(input.shape)}")
+        if not (self.training or not self.track_running_stats):
+            return apply_norm(input, self.weight, self.bias, self.running_mean, self.running_var, self.spec.code,
+                              self.groups, self.eps)[0]
+        count = self.spec.count(self.spec.view(tuple(input.shape), self.groups))
+        if self.training and self.track_running_stats:
+            running.check_count(count, self.spec.centered, f"input of shape {tuple(input.shape)}")
+        y, mean, var, _ = apply_norm(input, self.weight, self.bias, None, None, self.spec.code, self.groups, self.eps)
+        if self.training and self.track_running_stats:
+            self._track(count, mean, var)
+        return y
+
+    def _track(self, count: int, mean, var) -> None:
+        mean, var = running.per_channel(mean, var, self.spec.across)
+        if self.spec.across == "batch":
+            with torch.no_grad():
+                self.num_batches_tracked.add_(1)
+            update_running(self.running_mean, self.running_var, mean, var, count, self.momentum,
+                           self.num_batches_tracked, self.spec.centered)
+        elif self.momentum is not None:  # per sample: torch's instance-norm rule
+            update_running(self.running_mean, self.running_var, mean, var, count, self.momentum, 1,
+                           self.spec.centered)
 
 
 class LayerNorm(ReportsPath, torch.nn.LayerNorm):
@@ -79,13 +146,15 @@ class _InstanceNorm(ReportsPath):
         x = input.unsqueeze(0) if unbatched else input
         if x.shape[1] != self.num_features:
             raise ValueError(f"expected input of shape (N, {self.num_features}, ...), got {tuple(input.shape)}")
+        if self.training and x.numel() and x[0, 0].numel() == 1:
+            raise ValueError(f"Expected more than 1 spatial element when training, got input size {list(input.shape)}")
         if self.track_running_stats and not self.training:
             y = apply_norm(x, self.weight, self.bias, self.running_mean, self.running_var, "batch", 1, self.eps)[0]
         else:
             y, mean, var, _ = apply_norm(x, self.weight, self.bias, None, None, "instance", 1, self.eps)
             if self.training and self.track_running_stats and self.momentum is not None:
-                count = x[0, 0].numel()
-                _update_running(self.running_mean, self.running_var, mean.mean(0), var.mean(0), count, self.momentum)
+                update_running(self.running_mean, self.running_var, *running.per_channel(mean, var, "sample"),
+                               x[0, 0].numel(), self.momentum)
         return y.squeeze(0) if unbatched else y
 
 
@@ -99,19 +168,16 @@ class InstanceNorm2d(_InstanceNorm, torch.nn.InstanceNorm2d):
 
 class _BatchRenorm:
     """Batch renormalization (Ioffe 2017) in training with running statistics:
-    y = weight * (xhat * r + d) + bias, r = clip(s_B / s, 1/rmax, rmax),
-    d = clip((m_B - running_mean) / s, -dmax, dmax), s = sqrt(running_var + eps), r and
-    d detached; batch norm otherwise. State dict: batch norm's."""
+    y = weight * (xhat * r + d) + bias (``core.variants``: r and d from the running
+    statistics before this batch, detached); batch norm otherwise. State dict: batch
+    norm's."""
 
     def __init__(self, num_features: int, rmax: float = 3.0, dmax: float = 5.0, eps: float = 1e-5,
                  momentum: float | None = 0.1, affine: bool = True, track_running_stats: bool = True,
                  device=None, dtype=None):
+        rmax, dmax = variants.renorm_limits(rmax, dmax)
         super().__init__(num_features, eps, momentum, affine, track_running_stats, device, dtype)
-        if not 1.0 <= float(rmax) < float("inf"):
-            raise ValueError(f"rmax must be a finite number >= 1, got {rmax}")
-        if not 0.0 <= float(dmax) < float("inf"):
-            raise ValueError(f"dmax must be a finite number >= 0, got {dmax}")
-        self.rmax, self.dmax = float(rmax), float(dmax)
+        self.rmax, self.dmax = rmax, dmax
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", rmax={self.rmax}, dmax={self.dmax}"
@@ -123,18 +189,19 @@ class _BatchRenorm:
         self._check_input_dim(input)
         C = self.num_features
         count = input.numel() // C
+        v.enough_values(count, f"input of shape {tuple(input.shape)}")
         xhat, mean, var, _ = apply_norm(input, None, None, None, None, "batch", 1, self.eps)
-        s = torch.sqrt(self.running_var.to(var) + self.eps)
-        r = (torch.sqrt(var + self.eps) / s).clamp(1 / self.rmax, self.rmax)
-        d = ((mean - self.running_mean.to(mean)) / s).clamp(-self.dmax, self.dmax)
+        r, d = variants.renorm_correction(mean, var, self.running_mean.to(mean), self.running_var.to(var), self.eps,
+                                          self.rmax, self.dmax)
+        one = torch.ones(C, dtype=input.dtype, device=input.device)
+        scale, shift = variants.renorm_affine(one if self.weight is None else self.weight,
+                                              0 * one if self.bias is None else self.bias, r.to(one), d.to(one))
         shape = (1, C) + (1,) * (input.dim() - 2)
-        weight = torch.ones(C, dtype=input.dtype, device=input.device) if self.weight is None else self.weight
-        bias = torch.zeros(C, dtype=input.dtype, device=input.device) if self.bias is None else self.bias
-        y = xhat * (weight * r.to(weight)).reshape(shape) + (weight * d.to(weight) + bias).reshape(shape)
+        y = xhat * scale.reshape(shape) + shift.reshape(shape)
         with torch.no_grad():
             self.num_batches_tracked.add_(1)
-        momentum = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
-        _update_running(self.running_mean, self.running_var, mean, var, count, momentum)
+        update_running(self.running_mean, self.running_var, mean, var, count, self.momentum,
+                       self.num_batches_tracked)
         return y
 
 
@@ -154,11 +221,8 @@ class _GhostBatchNorm:
     def __init__(self, num_features: int, virtual_batch_size: int, eps: float = 1e-5,
                  momentum: float | None = 0.1, affine: bool = True, track_running_stats: bool = True,
                  device=None, dtype=None):
+        virtual_batch_size = variants.virtual_batch_size_value(virtual_batch_size)
         super().__init__(num_features, eps, momentum, affine, track_running_stats, device, dtype)
-        if isinstance(virtual_batch_size, bool) or not isinstance(virtual_batch_size, int):
-            raise TypeError(f"virtual_batch_size must be an int, got {type(virtual_batch_size).__name__}")
-        if virtual_batch_size < 2:
-            raise ValueError(f"virtual_batch_size must be >= 2, got {virtual_batch_size}")
         self.virtual_batch_size = virtual_batch_size
 
     def extra_repr(self) -> str:
@@ -167,6 +231,8 @@ class _GhostBatchNorm:
     def forward(self, input):
         if not self.training:
             return super().forward(input)
+        self._check_input_dim(input)
+        variants.ghost_chunks(tuple(input.shape), self.virtual_batch_size)  # refuses before any chunk runs
         return torch.cat([super(_GhostBatchNorm, self).forward(chunk)
                           for chunk in input.split(self.virtual_batch_size)])
 

@@ -22,7 +22,8 @@ Which implementation runs is decided per call from the input:
 
 Operator arguments: x (N, C, *spatial) or (..., D) for features-last norms; weight,
 bias (C,) or None; running_mean, running_var (C,) or None (given: batch norm with
-these statistics, evaluation mode); norm: a key of ``normgrad.core.specs.SPECS``;
+these statistics, evaluation mode); norm: a built-in norm's name ('batch', 'layer', ...)
+or any ``NormSpec.code``;
 groups: G for group norm (else ignored); eps. Statistics (mean, biased var,
 invstd) have ``spec.stats_shape``: (C,) or (N, G).
 """
@@ -36,7 +37,7 @@ import torch
 from torch import Tensor
 
 from .. import kernels
-from ..core.specs import SPECS
+from ..core.specs import from_code
 from . import _formulas
 
 FORCE_TORCH_OPS = False
@@ -66,8 +67,10 @@ def _vector(t: Tensor | None, C: int, default: float) -> np.ndarray:
     return np.full(C, default) if t is None else t.detach().to("cpu", torch.float64).numpy()
 
 
-def _stats_shape(x: Tensor, norm: str, groups: int) -> tuple[int, ...]:
-    spec = SPECS[norm]
+def _stats_shape(x: Tensor, norm: str, groups: int, running: bool) -> tuple[int, ...]:
+    spec = from_code(norm)
+    if running:
+        return (spec.channels(tuple(x.shape)),)
     return spec.stats_shape(spec.view(tuple(x.shape), groups if spec.groups == "given" else None))
 
 
@@ -78,7 +81,7 @@ def _forward_impl(x: Tensor, weight, bias, running_mean, running_var, norm: str,
 
 
 def _forward(x, weight, bias, running_mean, running_var, norm, groups, eps):
-    spec = SPECS[norm]
+    spec = from_code(norm)
     running = None if running_mean is None else (running_mean, running_var)
     if not uses_kernels(x):
         y, mean, var, invstd = _formulas.forward(spec, x, weight, bias, groups, eps, running)
@@ -111,7 +114,7 @@ def norm_forward(x: Tensor, weight: Optional[Tensor], bias: Optional[Tensor], ru
 
 @norm_forward.register_fake
 def _(x, weight, bias, running_mean, running_var, norm, groups, eps):
-    shape = _stats_shape(x, norm, groups)
+    shape = _stats_shape(x, norm, groups, running_mean is not None)
     stats = [x.new_empty(shape, dtype=stats_dtype(x)) for _ in range(3)]
     return x.new_empty(x.shape), *stats
 
@@ -122,7 +125,7 @@ def _backward_impl(dy: Tensor, x: Tensor, weight, mean, var, invstd, norm: str, 
 
 
 def _backward_kernels(dy, x, weight, mean, var, invstd, norm, groups, batch_stats):
-    spec = SPECS[norm]
+    spec = from_code(norm)
     if not uses_kernels(x):
         dx, dweight, dbias = _formulas.backward(spec, dy, x, weight, mean, invstd, groups, batch_stats)
         return dx.contiguous(), dweight, dbias
@@ -147,7 +150,7 @@ def norm_backward(dy: Tensor, x: Tensor, weight: Optional[Tensor], mean: Tensor,
 
 @norm_backward.register_fake
 def _(dy, x, weight, mean, var, invstd, norm, groups, batch_stats):
-    C = SPECS[norm].channels(tuple(x.shape))
+    C = from_code(norm).channels(tuple(x.shape))
     return x.new_empty(x.shape), mean.new_empty((C,)), mean.new_empty((C,))
 
 
@@ -164,7 +167,7 @@ def _gradients(ctx, dy, first_order):
     """(dx, dweight, dbias) for the saved forward; ``first_order`` computes them when no
     graph of the backward is being recorded."""
     x, weight, mean, var, invstd = ctx.saved_tensors
-    spec = SPECS[ctx.norm]
+    spec = from_code(ctx.norm)
     if torch.is_grad_enabled():  # create_graph=True: a backward autograd can differentiate again
         if ctx.batch_stats:
             mean, var = _formulas.moments(spec, x, ctx.groups)
@@ -204,6 +207,8 @@ def apply_norm(x: Tensor, weight: Tensor | None, bias: Tensor | None, running_me
     """(y, mean, var, invstd): ``torch.ops.normgrad.norm_forward`` when a graph is being
     captured (torch.compile, torch.export, torch.jit.trace, or any tensor subclass), else
     the same computation called directly (same results, same double backward)."""
+    if not x.is_floating_point():
+        raise TypeError(f"input must be a floating-point tensor, got dtype {x.dtype}")
     args = (x, weight, bias, running_mean, running_var, norm, groups, eps)
     if type(x) is not Tensor or torch.compiler.is_compiling() or torch.jit.is_tracing():
         return torch.ops.normgrad.norm_forward(*args)
