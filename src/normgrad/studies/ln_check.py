@@ -119,7 +119,18 @@ def _exactness(torch, settings: Settings, data, steps: int):
     return [_train(m, first, exact, torch, settings.seed).loss_history for m in pair]
 
 
-def _findings(grad_error: dict, diff: np.ndarray, best: dict, epochs: int) -> list[str]:
+def _noise(best: dict, gaps: dict, n_val: int) -> str:
+    """Whether the layer-norm-minus-none gaps exceed the sampling noise of a validation accuracy."""
+    p = float(np.mean(list(best.values())))
+    sigma = (p * (1 - p) / n_val) ** 0.5
+    within = all(abs(g) < 2 * sigma for g in gaps.values())
+    return (f"the gaps layer norm minus no normalization, {gaps['normgrad']:+.3f} (normgrad) and {gaps['torch']:+.3f} "
+            f"(PyTorch), are {'within' if within else 'not all within'} twice the sampling noise of an accuracy "
+            f"on the {n_val} validation examples (one standard deviation {sigma:.3f})"
+            + (": at this setting the order of the two is noise, in either library." if within else "."))
+
+
+def _findings(grad_error: dict, diff: np.ndarray, best: dict, epochs: int, n_val: int) -> list[str]:
     same = grad_error["layernorm"] < 1e-5
     findings = [
         f"same weights, same first batch: normgrad's and PyTorch's weight gradients agree to "
@@ -139,6 +150,8 @@ def _findings(grad_error: dict, diff: np.ndarray, best: dict, epochs: int) -> li
         if below and best["normgrad", "layernorm"] < best["normgrad", "none"] else
         "PyTorch's layer norm does not end below no normalization: the demo's ranking is not confirmed."
         if not below else "normgrad's and PyTorch's rankings differ: look closer.")
+    gaps = {lib: best[lib, "layernorm"] - best[lib, "none"] for lib in ("normgrad", "torch")}
+    findings.append(_noise(best, gaps, n_val))
     return findings
 
 
@@ -176,7 +189,8 @@ def check(torch, settings: Settings) -> dict:
             "runs": [{"library": lib, "normalization": n, "val_acc_history": r[i]}
                      for n, r in ranking.items() for i, lib in enumerate(("normgrad", "torch"))],
             "first_step_gradient_error": grad_error, "loss_difference": diff.tolist(),
-            "findings": _findings(grad_error, diff, best, settings.epochs), "exact": exact, "ranking": ranking}
+            "findings": _findings(grad_error, diff, best, settings.epochs, len(data["y_val"])),
+            "exact": exact, "ranking": ranking}
 
 
 def run(out: Path, quick: bool = False, seed: int = 0, console=None) -> dict | None:
