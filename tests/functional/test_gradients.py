@@ -125,7 +125,7 @@ def test_two_rows_staged_closed_form_and_numeric_agree(rng, D):
     dout * gamma / std instead of elementwise."""
     x, gamma, beta, dout = random_case(rng, (2, D), (D,))
     _, cache = bn_train(x, gamma, beta)
-    scale = np.abs(dout * gamma * cache.ivar.reshape(D)).max()
+    scale = np.abs(dout * gamma * cache.invstd.reshape(D)).max()
     staged, closed = F.batchnorm_backward(dout, cache), F.batchnorm_backward_alt(dout, cache)
     numeric = _numeric(bn_train, x, gamma, beta, dout)
     for s, c, n in zip(staged, closed, numeric):

@@ -45,7 +45,7 @@ def _compare(ours_fwd, ours_bwd, torch_fn, x, gamma, beta, dout):
     t_out, *t_grads = _torch_grads(torch_fn, x, gamma, beta, dout)
     _close(out, t_out, dtype)
     dout_w = dout.reshape(cache.xhat.shape)
-    dx_scale = np.abs(dout_w * cache.gamma * cache.ivar).max()
+    dx_scale = np.abs(dout_w * cache.gamma * cache.invstd).max()
     param_scale = np.abs(dout_w).sum(axis=cache.spec.param_axes).max()
     for g, tg, scale in zip(grads, t_grads, (dx_scale, param_scale, param_scale)):
         _close(g, tg, dtype, scale)

@@ -17,7 +17,7 @@ from ..functional import layers as L
 SPECS = {"batchnorm": BATCH, "layernorm": LAYER, "groupnorm": GROUP, "instancenorm": INSTANCE}
 
 
-def norm_forward(kind: str, a: np.ndarray, gamma, beta, param: dict, mode: str, G: int | None = None):
+def norm_layer_forward(kind: str, a: np.ndarray, gamma, beta, param: dict, mode: str, G: int | None = None):
     """One normalization layer with CS231n's conventions, on the fused kernels.
 
     - a: (N, D) or (N, C, H, W); gamma, beta: (C,)
@@ -40,7 +40,7 @@ def norm_forward(kind: str, a: np.ndarray, gamma, beta, param: dict, mode: str, 
 
 @dataclass(frozen=True)
 class LayerCache:
-    """What ``norm_backward`` needs of one normalization layer's forward."""
+    """What ``norm_layer_backward`` needs of one normalization layer's forward."""
 
     spec: NormSpec
     x: np.ndarray
@@ -50,8 +50,8 @@ class LayerCache:
     batch_stats: bool
 
 
-def norm_backward(dout, cache: LayerCache):
-    """(dx, dgamma, dbeta) of ``norm_forward``; dgamma and dbeta in gamma's dtype."""
+def norm_layer_backward(dout, cache: LayerCache):
+    """(dx, dgamma, dbeta) of ``norm_layer_forward``; dgamma and dbeta in gamma's dtype."""
     dx, dgamma, dbeta = kernels.norm_backward(cache.spec, dout, cache.x, cache.gamma, cache.stats, G=cache.groups,
                                               batch_stats=cache.batch_stats)
     return dx, dgamma.astype(cache.gamma.dtype), dbeta.astype(cache.gamma.dtype)

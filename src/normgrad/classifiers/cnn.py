@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..functional import layers as L
-from ._base import Classifier, gaussian, generators, norm_backward, norm_forward
+from ._base import Classifier, gaussian, generators, norm_layer_backward, norm_layer_forward
 
 
 CONV_NORMALIZATIONS = (None, "batchnorm", "groupnorm", "layernorm", "instancenorm")
@@ -70,7 +70,7 @@ class ConvNet(Classifier):
             a, conv_cache = L.conv_forward(h, self.params[f"W{i}"], self.params[f"b{i}"], conv_param)
             norm_cache = None
             if self.normalization:
-                a, norm_cache = norm_forward(self._norm_kind, a, self.params[f"gamma{i}"],
+                a, norm_cache = norm_layer_forward(self._norm_kind, a, self.params[f"gamma{i}"],
                                              self.params[f"beta{i}"], self.bn_params[i - 1], mode,
                                              self._norm_groups)
             r, relu_cache = L.relu_forward(a)
@@ -85,7 +85,7 @@ class ConvNet(Classifier):
             conv_cache, norm_cache, relu_cache, pool_cache = caches[i - 1]
             da = L.relu_backward(L.max_pool_backward(dh, pool_cache), relu_cache)
             if norm_cache is not None:
-                da, grads[f"gamma{i}"], grads[f"beta{i}"] = norm_backward(da, norm_cache)
+                da, grads[f"gamma{i}"], grads[f"beta{i}"] = norm_layer_backward(da, norm_cache)
             dh, dw, grads[f"b{i}"] = L.conv_backward(da, conv_cache)
             grads[f"W{i}"] = dw + self.reg * self.params[f"W{i}"]
         return loss, grads

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..functional import layers as L
-from ._base import Classifier, gaussian, generators, norm_backward, norm_forward
+from ._base import Classifier, gaussian, generators, norm_layer_backward, norm_layer_forward
 
 NORMALIZATIONS = (None, "batchnorm", "layernorm")
 
@@ -77,7 +77,7 @@ class FullyConnectedNet(Classifier):
             a, fc_cache = L.affine_forward(h, self.params[f"W{i}"], self.params[f"b{i}"])
             norm_cache = None
             if self.normalization:
-                a, norm_cache = norm_forward(self.normalization, a, self.params[f"gamma{i}"],
+                a, norm_cache = norm_layer_forward(self.normalization, a, self.params[f"gamma{i}"],
                                              self.params[f"beta{i}"], self.bn_params[i - 1], mode)
             if self.record_activations:
                 self.activations.append(a.copy())
@@ -101,7 +101,7 @@ class FullyConnectedNet(Classifier):
                 dh = L.dropout_backward(dh, drop_cache)
             da = L.relu_backward(dh, relu_cache)
             if norm_cache is not None:
-                da, grads[f"gamma{i}"], grads[f"beta{i}"] = norm_backward(da, norm_cache)
+                da, grads[f"gamma{i}"], grads[f"beta{i}"] = norm_layer_backward(da, norm_cache)
             dh, dw, grads[f"b{i}"] = L.affine_backward(da, fc_cache)
             grads[f"W{i}"] = dw + self.reg * self.params[f"W{i}"]
         return loss, grads

@@ -104,19 +104,19 @@ def reduce_mean(a: np.ndarray, axes: Axes) -> np.ndarray:
     return np.mean(a, axis=axes, dtype=np.float64, keepdims=True).astype(a.dtype)
 
 
-def normalize_backward(dxhat: np.ndarray, xhat: np.ndarray, ivar: np.ndarray, axes: Axes,
+def normalize_backward(dxhat: np.ndarray, xhat: np.ndarray, invstd: np.ndarray, axes: Axes,
                        centered: bool = True) -> np.ndarray:
-    """Closed-form gradient through xhat = (x - mean(x)) * ivar, stats over ``axes``.
+    """Closed-form gradient through xhat = (x - mean(x)) * invstd, stats over ``axes``.
 
-    dx = ivar * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat))
+    dx = invstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat))
 
     The first term is the direct path through xhat, the second the path through
     the mean, the third the path through the variance. Uncentred (RMS norm:
-    xhat = x * ivar, ivar = 1 / sqrt(mean(x**2) + eps)) there is no mean path.
+    xhat = x * invstd, invstd = 1 / sqrt(mean(x**2) + eps)) there is no mean path.
     """
     dx = dxhat - reduce_mean(dxhat, axes) if centered else dxhat.copy()
     dx -= xhat * reduce_mean(dxhat * xhat, axes)
-    dx *= ivar
+    dx *= invstd
     return dx
 
 

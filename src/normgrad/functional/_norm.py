@@ -29,7 +29,7 @@ class NormCache:
     - gamma: scale, shaped (1, G, K, 1), in xhat's dtype
     - mean, var: the statistics used (batch or running), float64, broadcastable
       against the view
-    - std, ivar: sqrt(var + eps) and its inverse, in xhat's dtype
+    - std, invstd: sqrt(var + eps) and its inverse, in xhat's dtype
     - eps: the epsilon used
     - batch_stats: False when the statistics were constants (batch norm in test
       mode): then x reaches out only through xhat
@@ -44,7 +44,7 @@ class NormCache:
     mean: np.ndarray
     var: np.ndarray
     std: np.ndarray
-    ivar: np.ndarray
+    invstd: np.ndarray
     eps: float
     batch_stats: bool
     out_shape: tuple[int, ...]
@@ -54,7 +54,7 @@ class NormCache:
     @property
     def nbytes(self) -> int:
         """Bytes held by the cache's arrays."""
-        return sum(a.nbytes for a in (self.xhat, self.gamma, self.mean, self.var, self.std, self.ivar))
+        return sum(a.nbytes for a in (self.xhat, self.gamma, self.mean, self.var, self.std, self.invstd))
 
 
 def per_channel(a: np.ndarray, view: View) -> np.ndarray:
@@ -90,14 +90,14 @@ def normalize(kind: str, spec: NormSpec, x: np.ndarray, gamma: np.ndarray, beta:
         mean, var = (per_channel(np.asarray(s, dtype=np.float64), view) for s in stats)
         xmu = center(xv, mean)
     std64 = np.sqrt(var + eps)
-    std, ivar = std64.astype(dtype), (1.0 / std64).astype(dtype)
+    std, invstd = std64.astype(dtype), (1.0 / std64).astype(dtype)
     xhat = xmu
-    xhat *= ivar
+    xhat *= invstd
     gamma_w = per_channel(gamma, view).astype(dtype, copy=True)  # the cache's own copy
     out = xhat * gamma_w
     out += per_channel(beta, view).astype(dtype, copy=False)
     cache = NormCache(
-        kind=kind, spec=spec, xhat=xhat, gamma=gamma_w, mean=mean, var=var, std=std, ivar=ivar, eps=eps,
+        kind=kind, spec=spec, xhat=xhat, gamma=gamma_w, mean=mean, var=var, std=std, invstd=invstd, eps=eps,
         batch_stats=stats is None, out_shape=x.shape, gamma_shape=gamma.shape, gamma_dtype=gamma.dtype,
     )
     return out.reshape(x.shape), cache
@@ -129,7 +129,7 @@ def norm_backward(dout, cache: NormCache) -> tuple[np.ndarray, np.ndarray, np.nd
     dgamma, dbeta = param_grads(dout, cache)
     dxhat = dout * cache.gamma
     if cache.batch_stats:
-        dx = normalize_backward(dxhat, cache.xhat, cache.ivar, cache.spec.reduce_axes, cache.spec.centered)
+        dx = normalize_backward(dxhat, cache.xhat, cache.invstd, cache.spec.reduce_axes, cache.spec.centered)
     else:
-        dx = dxhat * cache.ivar
+        dx = dxhat * cache.invstd
     return dx.reshape(cache.out_shape), dgamma, dbeta

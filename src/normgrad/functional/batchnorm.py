@@ -81,7 +81,7 @@ def batchnorm_backward(dout, cache):
     dout = working_dout(dout, cache).reshape(N, D)
     dtype = dout.dtype
     xhat = cache.xhat.reshape(N, D)
-    gamma, ivar, sqrtvar = (a.reshape(D) for a in (cache.gamma, cache.ivar, cache.std))
+    gamma, ivar, sqrtvar = (a.reshape(D) for a in (cache.gamma, cache.invstd, cache.std))  # gate 6's ivar
     xmu = xhat * sqrtvar  # the value of gate 2, rebuilt: the cache keeps one (N, D) array
 
     def colsum(a):  # sum over the batch, accumulated in float64

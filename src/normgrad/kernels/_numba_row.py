@@ -51,17 +51,17 @@ def _in_dtype(values, buf):
 
 
 @helper
-def _row_affine(xr, yr, mh, ml, iv, gamma, beta):
-    """yr = ((xr - mh) - ml) * iv * gamma + beta for one row xr, yr (K, L), channel k
+def _row_affine(xr, yr, mh, ml, invstd, gamma, beta):
+    """yr = ((xr - mh) - ml) * invstd * gamma + beta for one row xr, yr (K, L), channel k
     scaled by gamma[k] and shifted by beta[k]."""
     K, L = xr.shape
     if L == 1:
         row, out = xr.reshape(K), yr.reshape(K)
         for i in range(K):
-            out[i] = ((row[i] - mh) - ml) * (iv * gamma[i]) + beta[i]
+            out[i] = ((row[i] - mh) - ml) * (invstd * gamma[i]) + beta[i]
     else:  # plane by plane: loops over whole contiguous views vectorize, index ranges did not
         for k in range(K):
-            s = iv * gamma[k]
+            s = invstd * gamma[k]
             b = beta[k]
             plane, out_plane = xr[k], yr[k]
             for i in range(L):
@@ -91,14 +91,14 @@ def _forward(loop):
 
 
 @helper
-def _flat_row_sums(gr, xr, gamma, mh, ml, iv, blk_g, blk_b):
+def _flat_row_sums(gr, xr, gamma, mh, ml, invstd, blk_g, blk_b):
     """One row gr, xr (K, 1) of L = 1 data: blk_b += dy, blk_g += dy * xhat (x's dtype);
     returns float64 sum(gamma * dy) and sum(gamma * dy * xhat) over the row."""
     g, row = gr.reshape(gr.size), xr.reshape(xr.size)
     a = 0.0
     b = 0.0
     for i in range(row.size):
-        xh = ((row[i] - mh) - ml) * iv
+        xh = ((row[i] - mh) - ml) * invstd
         d = g[i]
         blk_b[i] += d
         blk_g[i] += d * xh
@@ -109,7 +109,7 @@ def _flat_row_sums(gr, xr, gamma, mh, ml, iv, blk_g, blk_b):
 
 
 @helper
-def _plane_row_sums(g, x, gamma, mh, ml, iv, acc_g, acc_b):
+def _plane_row_sums(g, x, gamma, mh, ml, invstd, acc_g, acc_b):
     """One row of (K, L) planes, L > 1: acc_b[k] += sum(dy), acc_g[k] += sum(dy * xhat)
     per plane in float64; returns sum(gamma * dy) and sum(gamma * dy * xhat)."""
     a = 0.0
@@ -120,7 +120,7 @@ def _plane_row_sums(g, x, gamma, mh, ml, iv, acc_g, acc_b):
         sgx = 0.0
         for i in range(plane.size):
             sg += gp[i]
-            sgx += gp[i] * (((plane[i] - mh) - ml) * iv)
+            sgx += gp[i] * (((plane[i] - mh) - ml) * invstd)
         acc_b[k] += sg
         acc_g[k] += sgx
         a += gamma[k] * sg
@@ -129,21 +129,21 @@ def _plane_row_sums(g, x, gamma, mh, ml, iv, acc_g, acc_b):
 
 
 @helper
-def _row_grad_input(gr, xr, dxr, gamma, mh, ml, iv, am, bm):
-    """dxr = iv * (gamma * dy - am - xhat * bm) over one row gr, xr, dxr (K, L)."""
+def _row_grad_input(gr, xr, dxr, gamma, mh, ml, invstd, am, bm):
+    """dxr = invstd * (gamma * dy - am - xhat * bm) over one row gr, xr, dxr (K, L)."""
     K, L = xr.shape
     if L == 1:
         g, row, out = gr.reshape(K), xr.reshape(K), dxr.reshape(K)
         for i in range(K):
-            xh = ((row[i] - mh) - ml) * iv
-            out[i] = iv * (gamma[i] * g[i] - am - xh * bm)
+            xh = ((row[i] - mh) - ml) * invstd
+            out[i] = invstd * (gamma[i] * g[i] - am - xh * bm)
         return
     for k in range(K):
         gk = gamma[k]
         gp, plane, out = gr[k], xr[k], dxr[k]
         for i in range(L):
-            xh = ((plane[i] - mh) - ml) * iv
-            out[i] = iv * (gk * gp[i] - am - xh * bm)
+            xh = ((plane[i] - mh) - ml) * invstd
+            out[i] = invstd * (gk * gp[i] - am - xh * bm)
 
 
 def _backward(loop):

@@ -69,13 +69,13 @@ def row_forward(x, gamma, beta, G, eps, centered, y, mean, var, invstd, nchunks)
 
 def row_backward(dy, x, gamma, G, centered, mean, invstd, dx, nchunks):
     R, K, L = x.shape
-    ivar = invstd.reshape(-1, 1, 1)
-    xhat = (x.astype(np.float64) - mean.reshape(-1, 1, 1)) * ivar
+    inv = invstd.reshape(-1, 1, 1)  # against (R, K, L)
+    xhat = (x.astype(np.float64) - mean.reshape(-1, 1, 1)) * inv
     dy64 = dy.astype(np.float64)
     dgamma = (dy64 * xhat).sum(axis=2).reshape(R // G, G * K).sum(axis=0)
     dbeta = dy64.sum(axis=2).reshape(R // G, G * K).sum(axis=0)
     dxhat = dy64 * _row_params(gamma, x)
-    dx[...] = normalize_backward(dxhat, xhat, ivar, (1, 2), centered)
+    dx[...] = normalize_backward(dxhat, xhat, inv, (1, 2), centered)
     return dgamma, dbeta
 
 
