@@ -200,3 +200,24 @@ def test_a_location_without_a_line_never_prints_none():
     assert render.where({"file": "layers.py", "line": 7, "when": "N = 2"}) == " at layers.py:7 when N = 2"
     report = diagnose.Report("layers.py", load_error=probe.error_info("load-failed", "it died", "layers.py"))
     assert _text(report) == "cannot check layers.py: load-failed: it died at layers.py\n"
+
+
+def test_a_backward_whose_forward_caches_nothing_yet_is_not_checked(tmp_path):
+    source = BASE.replace("cache = (xhat, gamma, var, eps)", "cache = None  # TODO")
+    report = _in_process(tmp_path, source)
+    assert report["batchnorm_forward"].ok
+    backward = report["batchnorm_backward_alt"]
+    assert backward.outcome == "not checked" and backward.notes == [
+        "needs a working batchnorm_forward to build the cache: it returns None as its cache (still to write?)"]
+
+
+def test_a_layer_norm_built_on_batchnorm_forward_gets_the_mode_the_notebook_passes(tmp_path):
+    source = BASE + '''
+
+def layernorm_forward(x, gamma, beta, ln_param):
+    ln_param["mode"]  # the notebook's ln_param has it; a layer norm that reads it is not wrong
+    out, cache = batchnorm_forward(x.T, np.ones((x.shape[1], 1)), np.zeros((x.shape[1], 1)),
+                                   {"mode": "train", "eps": ln_param.get("eps", 1e-5)})
+    return gamma * out.T + beta, cache
+'''
+    assert _in_process(tmp_path, source)["layernorm_forward"].ok

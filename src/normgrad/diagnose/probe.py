@@ -184,8 +184,8 @@ def norm_param(kind: str, case: Case, mode: str = "train", seed_shape=None) -> d
     """The bn_param / ln_param / gn_param a run starts with: explicit running statistics
     (copies) for the batch-norm kinds, so no default is relied on; in ``seed_shape`` when the
     user's own code creates them in that shape ((1, C, 1, 1), say)."""
-    if kind not in RUNNING:
-        return {"eps": EPS}
+    if kind not in RUNNING:  # the notebooks pass mode too; a layer norm built on batchnorm_forward reads it
+        return {"mode": "train", "eps": EPS}
     shape = tuple(seed_shape) if seed_shape else case.running_mean.shape
     return {"mode": mode, "eps": EPS, "momentum": MOMENTUM, "running_mean": case.running_mean.reshape(shape).copy(),
             "running_var": case.running_var.reshape(shape).copy()}
@@ -382,6 +382,9 @@ def _backward_case(fn, forward, user_file, kind, i: int, case: Case, layout: str
     except UserError as err:
         if _is_stub(out):  # the backward had nothing to work on
             return {"forward_error": {**error_info("not-implemented", "the forward is not implemented yet"),
+                                      "when": case.describe()}}
+        if cache is None:  # the forward's output is written, its cache not yet
+            return {"forward_error": {**error_info("not-implemented", "the forward returns None as its cache"),
                                       "when": case.describe()}}
         rec["error"] = _case_error(err, case)
     if i < NUMERIC_CASES:
