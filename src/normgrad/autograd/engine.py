@@ -17,6 +17,7 @@ import contextlib
 import numpy as np
 
 from .ops import ElementwiseOps, ShapeOps
+from .order import topological_order
 
 _recording = True
 
@@ -149,22 +150,6 @@ class Tensor(ElementwiseOps, ShapeOps):
                 if node._g is not None:
                     node.grad = node._g if node.grad is None else node.grad + node._g
                 node._g = None
-
-
-def topological_order(root: Tensor) -> list[Tensor]:
-    """Every node ``root`` depends on, each after all of its parents."""
-    order, seen, stack = [], set(), [(root, False)]
-    while stack:
-        node, expanded = stack.pop()
-        if expanded:
-            order.append(node)
-            continue
-        if id(node) in seen:
-            continue
-        seen.add(id(node))
-        stack.append((node, True))
-        stack.extend((p, False) for p in reversed(node.parents) if id(p) not in seen)
-    return order
 
 
 def grad(output: Tensor, inputs, grad_output=None, create_graph: bool = False) -> list[Tensor]:

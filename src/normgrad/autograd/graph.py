@@ -15,12 +15,12 @@ from pathlib import Path
 import numpy as np
 
 from .._io import atomic_write
-from .engine import Tensor, topological_order
+from .order import Node, topological_order
 
 FORWARD_COLOR, BACKWARD_COLOR, SUM_COLOR = "#222222", "#d62728", "#ff7f0e"
 
 
-def trace(root: Tensor) -> tuple[list[Tensor], list[tuple[Tensor, Tensor]]]:
+def trace(root: Node) -> tuple[list[Node], list[tuple[Node, Node]]]:
     """The nodes ``root`` depends on (parents first) and the edges (parent, child).
 
     Constants folded into a gate (the eps in var + eps, the 1 in 1 / sqrtvar)
@@ -41,7 +41,7 @@ def summary(values: np.ndarray | None, exact_up_to: int = 6) -> str:
     return f"mean {a.mean():.3g} std {a.std():.3g} [{a.min():.3g}, {a.max():.3g}]"
 
 
-def op_label(node: Tensor) -> str:
+def op_label(node: Node) -> str:
     """The gate as a formula over its inputs' names: 'xmu * ivar', 'var + 1e-05'."""
     if not node.op:
         return "input"
@@ -57,13 +57,13 @@ def consumers(nodes, edges) -> dict[int, int]:
     return count
 
 
-def node_lines(node: Tensor) -> list[str]:
+def node_lines(node: Node) -> list[str]:
     grad = None if node.grad is None else node.grad.data
     return [node.name, f"= {op_label(node)}" if node.op else "input", f"shape {node.shape}", f"val  {summary(node.data)}",
             f"grad {summary(grad)}"]
 
 
-def to_dot(root: Tensor) -> str:
+def to_dot(root: Node) -> str:
     """The graph as Graphviz DOT text: forward edges black, backward edges red."""
     nodes, edges = trace(root)
     fan = consumers(nodes, edges)
@@ -79,7 +79,7 @@ def to_dot(root: Tensor) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _main_lane(nodes, edges, col) -> list[Tensor]:
+def _main_lane(nodes, edges, col) -> list[Node]:
     """The path with fewest gates from the leftmost input to the root: the picture's spine."""
     root, start = nodes[-1], min(nodes, key=lambda n: col[id(n)])
     children = {id(n): [c for p, c in edges if p is n] for n in nodes}
@@ -148,7 +148,7 @@ def wrap(pos: dict[int, tuple[float, float]], columns: int = BAND_COLUMNS) -> di
     return {k: (c - first - band[k] * columns, r + top[band[k]]) for k, (c, r) in pos.items()}
 
 
-def figure(root: Tensor, title: str | None = None):
+def figure(root: Node, title: str | None = None):
     """The graph of ``root`` as a matplotlib Figure (no pyplot state)."""
     from matplotlib.figure import Figure
     from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
@@ -212,7 +212,7 @@ def _save(fig, target, fmt: str) -> None:
         fig.savefig(target, format=fmt, dpi=110)
 
 
-def render(root: Tensor, path, title: str | None = None) -> Path:
+def render(root: Node, path, title: str | None = None) -> Path:
     """Draw the graph of ``root`` to ``path`` (.svg or .png), written atomically."""
     path = Path(path)
     if path.suffix.lower() not in (".svg", ".png"):
@@ -221,7 +221,7 @@ def render(root: Tensor, path, title: str | None = None) -> Path:
     return atomic_write(path, lambda tmp: _save(fig, tmp, path.suffix[1:].lower()))
 
 
-def to_svg(root: Tensor, title: str | None = None) -> str:
+def to_svg(root: Node, title: str | None = None) -> str:
     """The graph of ``root`` as SVG text (what a notebook shows for a Tensor)."""
     import io
 
@@ -244,7 +244,7 @@ def _normal(a, b, size) -> tuple[float, float]:
     return -vy / norm * size, vx / norm * size
 
 
-def backward_steps(root: Tensor) -> list[str]:
+def backward_steps(root: Node) -> list[str]:
     """The backward pass as text, gate by gate in backward order.
 
     For each gate: its forward rule, then for each input the local-gradient rule;
