@@ -76,11 +76,6 @@ def _stats_shape(x: Tensor, norm: str, groups: int, running: bool) -> tuple[int,
 
 def _forward_impl(x: Tensor, weight, bias, running_mean, running_var, norm: str, groups: int, eps: float):
     """(y, mean, var, invstd) of one norm, outputs never aliasing inputs."""
-    with kernels.sharing_cores_with_torch():
-        return _forward(x, weight, bias, running_mean, running_var, norm, groups, eps)
-
-
-def _forward(x, weight, bias, running_mean, running_var, norm, groups, eps):
     spec = from_code(norm)
     running = None if running_mean is None else (running_mean, running_var)
     if not uses_kernels(x):
@@ -99,7 +94,8 @@ def _forward(x, weight, bias, running_mean, running_var, norm, groups, eps):
         mean, var = (_vector(r, C, 0.0).copy() for r in running)
         return y, torch.from_numpy(mean), torch.from_numpy(var), torch.from_numpy(1.0 / np.sqrt(var + eps))
     fixed = None if running is None else (_vector(running_mean, C, 0.0), _vector(running_var, C, 1.0))
-    _, stats = kernels.norm_forward(spec, _np(x), gamma, beta, G=groups, eps=eps, running=fixed, out=y.numpy())
+    with kernels.sharing_cores_with_torch():
+        _, stats = kernels.norm_forward(spec, _np(x), gamma, beta, G=groups, eps=eps, running=fixed, out=y.numpy())
     # copies: an operator's outputs never share memory with its inputs (the running buffers)
     return y, *(torch.from_numpy(np.array(a, dtype=np.float64)) for a in stats)
 
@@ -120,11 +116,7 @@ def _(x, weight, bias, running_mean, running_var, norm, groups, eps):
 
 
 def _backward_impl(dy: Tensor, x: Tensor, weight, mean, var, invstd, norm: str, groups: int, batch_stats: bool):
-    with kernels.sharing_cores_with_torch():
-        return _backward_kernels(dy, x, weight, mean, var, invstd, norm, groups, batch_stats)
-
-
-def _backward_kernels(dy, x, weight, mean, var, invstd, norm, groups, batch_stats):
+    """(dx, dweight, dbias) of ``_forward_impl``."""
     spec = from_code(norm)
     if not uses_kernels(x):
         dx, dweight, dbias = _formulas.backward(spec, dy, x, weight, mean, invstd, groups, batch_stats)
@@ -134,8 +126,9 @@ def _backward_kernels(dy, x, weight, mean, var, invstd, norm, groups, batch_stat
         return torch.zeros(x.shape, dtype=x.dtype), torch.zeros(C, dtype=torch.float64), torch.zeros(C, dtype=torch.float64)
     dx = torch.empty(x.shape, dtype=x.dtype)
     stats = tuple(_np(s.to(torch.float64)) for s in (mean, var, invstd))
-    _, dweight, dbias = kernels.norm_backward(spec, _np(dy.to(x.dtype)), _np(x), _vector(weight, C, 1.0), stats,
-                                              G=groups, batch_stats=batch_stats, out=dx.numpy())
+    with kernels.sharing_cores_with_torch():
+        _, dweight, dbias = kernels.norm_backward(spec, _np(dy.to(x.dtype)), _np(x), _vector(weight, C, 1.0),
+                                                  stats, G=groups, batch_stats=batch_stats, out=dx.numpy())
     return dx, torch.from_numpy(dweight), torch.from_numpy(dbias)
 
 
