@@ -21,6 +21,9 @@ FLAGS = {"reassoc", "contract"}
 FLUSH = 32  # rows whose terms are added in x's dtype before they join the float64 totals
 
 helper = njit(cache=True, nogil=True, fastmath=FLAGS)
+# a per-row or per-plane step of a kernel: inlined into the kernel's loop (a call per row
+# costs more than a short row's work, and blocks vectorization across the call)
+inlined = njit(cache=True, nogil=True, fastmath=FLAGS, inline="always")
 
 
 @helper

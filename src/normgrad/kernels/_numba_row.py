@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._numba_base import FLUSH, column_sums, drain, helper, variants
+from ._numba_base import FLUSH, column_sums, drain, helper, inlined, variants
 
 
 @helper
@@ -40,7 +40,7 @@ def _row_moments(row, centered):
     return K + m, max(s2 / n - m * m, 0.0)
 
 
-@helper
+@inlined
 def _in_dtype(values, buf):
     """The float64 (mean, invstd, ...) of a row as x-dtype scalars: buf[0] = mean_hi,
     buf[1] = mean_lo (the rounding error of mean_hi), then the others."""
@@ -50,22 +50,23 @@ def _in_dtype(values, buf):
         buf[i + 1] = values[i]
 
 
-@helper
-def _row_affine(xr, yr, mh, ml, invstd, gamma, beta):
-    """yr = ((xr - mh) - ml) * invstd * gamma + beta for one row xr, yr (K, L), channel k
-    scaled by gamma[k] and shifted by beta[k]."""
-    K, L = xr.shape
-    if L == 1:
-        row, out = xr.reshape(K), yr.reshape(K)
-        for i in range(K):
-            out[i] = ((row[i] - mh) - ml) * (invstd * gamma[i]) + beta[i]
-    else:  # plane by plane: loops over whole contiguous views vectorize, index ranges did not
-        for k in range(K):
-            s = invstd * gamma[k]
-            b = beta[k]
-            plane, out_plane = xr[k], yr[k]
-            for i in range(L):
-                out_plane[i] = ((plane[i] - mh) - ml) * s + b
+@inlined
+def _flat_affine(row, out, mh, ml, invstd, gamma, beta):
+    """out = ((row - mh) - ml) * invstd * gamma + beta over one contiguous row (L = 1)."""
+    for i in range(row.size):
+        out[i] = ((row[i] - mh) - ml) * (invstd * gamma[i]) + beta[i]
+
+
+@inlined
+def _plane_affine(xr, yr, mh, ml, invstd, gamma, beta):
+    """The same over one row of (K, L) planes, channel k scaled by gamma[k], shifted by
+    beta[k]: plane by plane (loops over whole contiguous views vectorize, index ranges did not)."""
+    for k in range(xr.shape[0]):
+        s = invstd * gamma[k]
+        b = beta[k]
+        plane, out_plane = xr[k], yr[k]
+        for i in range(plane.size):
+            out_plane[i] = ((plane[i] - mh) - ml) * s + b
 
 
 def _forward(loop):
@@ -75,7 +76,7 @@ def _forward(loop):
         gamma, beta: (G*K,) in x's dtype. Writes y and mean, var, invstd (R,) in float64.
         """
         R, K, L = x.shape
-        x2 = x.reshape((R, K * L))
+        x2, y2 = x.reshape((R, K * L)), y.reshape((R, K * L))
         for ch in loop(nchunks):
             stats = np.empty(2)
             buf = np.empty(3, dtype=x.dtype)
@@ -86,15 +87,17 @@ def _forward(loop):
                 stats[0], stats[1] = m, invstd[r]
                 _in_dtype(stats, buf)
                 g0 = 0 if G == 1 else (r % G) * K  # layer norm: no integer division per row
-                _row_affine(x[r], y[r], buf[0], buf[1], buf[2], gamma[g0:g0 + K], beta[g0:g0 + K])
+                if L == 1:
+                    _flat_affine(x2[r], y2[r], buf[0], buf[1], buf[2], gamma[g0:g0 + K], beta[g0:g0 + K])
+                else:
+                    _plane_affine(x[r], y[r], buf[0], buf[1], buf[2], gamma[g0:g0 + K], beta[g0:g0 + K])
     return row_forward
 
 
-@helper
-def _flat_row_sums(gr, xr, gamma, mh, ml, invstd, blk_g, blk_b):
-    """One row gr, xr (K, 1) of L = 1 data: blk_b += dy, blk_g += dy * xhat (x's dtype);
+@inlined
+def _flat_row_sums(g, row, gamma, mh, ml, invstd, blk_g, blk_b):
+    """One contiguous row of L = 1 data: blk_b += dy, blk_g += dy * xhat (x's dtype);
     returns float64 sum(gamma * dy) and sum(gamma * dy * xhat) over the row."""
-    g, row = gr.reshape(gr.size), xr.reshape(xr.size)
     a = 0.0
     b = 0.0
     for i in range(row.size):
@@ -108,7 +111,7 @@ def _flat_row_sums(gr, xr, gamma, mh, ml, invstd, blk_g, blk_b):
     return a, b
 
 
-@helper
+@inlined
 def _plane_row_sums(g, x, gamma, mh, ml, invstd, acc_g, acc_b):
     """One row of (K, L) planes, L > 1: acc_b[k] += sum(dy), acc_g[k] += sum(dy * xhat)
     per plane in float64; returns sum(gamma * dy) and sum(gamma * dy * xhat)."""
@@ -128,20 +131,21 @@ def _plane_row_sums(g, x, gamma, mh, ml, invstd, acc_g, acc_b):
     return a, b
 
 
-@helper
-def _row_grad_input(gr, xr, dxr, gamma, mh, ml, invstd, am, bm):
-    """dxr = invstd * (gamma * dy - am - xhat * bm) over one row gr, xr, dxr (K, L)."""
-    K, L = xr.shape
-    if L == 1:
-        g, row, out = gr.reshape(K), xr.reshape(K), dxr.reshape(K)
-        for i in range(K):
-            xh = ((row[i] - mh) - ml) * invstd
-            out[i] = invstd * (gamma[i] * g[i] - am - xh * bm)
-        return
-    for k in range(K):
+@inlined
+def _flat_grad_input(g, row, out, gamma, mh, ml, invstd, am, bm):
+    """out = invstd * (gamma * dy - am - xhat * bm) over one contiguous row (L = 1)."""
+    for i in range(row.size):
+        xh = ((row[i] - mh) - ml) * invstd
+        out[i] = invstd * (gamma[i] * g[i] - am - xh * bm)
+
+
+@inlined
+def _plane_grad_input(gr, xr, dxr, gamma, mh, ml, invstd, am, bm):
+    """The same over one row of (K, L) planes, channel k scaled by gamma[k]."""
+    for k in range(xr.shape[0]):
         gk = gamma[k]
         gp, plane, out = gr[k], xr[k], dxr[k]
-        for i in range(L):
+        for i in range(plane.size):
             xh = ((plane[i] - mh) - ml) * invstd
             out[i] = invstd * (gk * gp[i] - am - xh * bm)
 
@@ -151,6 +155,7 @@ def _backward(loop):
         """dx (into ``dx``) and dgamma, dbeta (G*K,) float64 of ``row_forward``; gamma in x's dtype."""
         R, K, L = x.shape
         P = G * K
+        x2, d2, o2 = x.reshape((R, K * L)), dy.reshape((R, K * L)), dx.reshape((R, K * L))
         pg = np.zeros((nchunks, P))
         pb = np.zeros((nchunks, P))
         for ch in loop(nchunks):
@@ -164,7 +169,7 @@ def _backward(loop):
                 stats[0], stats[1] = mean[r], invstd[r]
                 _in_dtype(stats[:2], buf)
                 if L == 1:
-                    a, b = _flat_row_sums(dy[r], x[r], gamma[g0:g0 + K], buf[0], buf[1], buf[2],
+                    a, b = _flat_row_sums(d2[r], x2[r], gamma[g0:g0 + K], buf[0], buf[1], buf[2],
                                           blk_g[g0:g0 + K], blk_b[g0:g0 + K])
                     if (r - lo) % FLUSH == FLUSH - 1 or r == hi - 1:
                         drain(pg[ch], pb[ch], blk_g, blk_b)
@@ -173,7 +178,10 @@ def _backward(loop):
                                            pg[ch, g0:g0 + K], pb[ch, g0:g0 + K])
                 stats[2], stats[3] = (a / (K * L) if centered else 0.0), b / (K * L)
                 _in_dtype(stats, buf)
-                _row_grad_input(dy[r], x[r], dx[r], gamma[g0:g0 + K], buf[0], buf[1], buf[2], buf[3], buf[4])
+                if L == 1:
+                    _flat_grad_input(d2[r], x2[r], o2[r], gamma[g0:g0 + K], buf[0], buf[1], buf[2], buf[3], buf[4])
+                else:
+                    _plane_grad_input(dy[r], x[r], dx[r], gamma[g0:g0 + K], buf[0], buf[1], buf[2], buf[3], buf[4])
         return column_sums(pg), column_sums(pb)
     return row_backward
 
