@@ -102,16 +102,38 @@ def accuracy(model, X, y, num_samples=None, batch_size=100) -> float:
     return float(np.mean(np.concatenate(preds) == y)) if len(X) else 0.0
 
 
+def _has_ipywidgets() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("ipywidgets") is not None
+
+
+def live_bar_works(console) -> bool:
+    """Whether rich can draw a live bar on ``console`` (None: rich's default console). In
+    Jupyter rich needs ipywidgets for that; without it it would only warn."""
+    if console is None:
+        from rich.console import Console
+
+        console = Console()
+    return not console.is_jupyter or _has_ipywidgets()
+
+
 class Progress:
     """A Solver's progress: a live rich bar (``solver.progress``), printed lines
-    (``solver.verbose``), or nothing. Used as a context manager around training."""
+    (``solver.verbose``), or nothing. Used as a context manager around training.
+
+    Where no live bar can be drawn (a Jupyter notebook without ipywidgets), ``progress``
+    prints one plain line per epoch instead: label, epoch, loss, train and val accuracy."""
 
     def __init__(self, solver, total: int):
         self.solver, self.total, self.bar, self.task = solver, total, None, None
+        self.lines, self.last_loss = False, float("nan")
 
     def __enter__(self) -> "Progress":
         s = self.solver
-        if s.progress:
+        if s.progress and not live_bar_works(s.console):
+            self.lines = True
+        elif s.progress:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress as Bar, TextColumn, TimeElapsedColumn
 
             self.bar = Bar(TextColumn("{task.description:<22}"), BarColumn(), MofNCompleteColumn(),
@@ -125,6 +147,7 @@ class Progress:
             self.bar.stop()
 
     def step(self, t: int, loss: float) -> None:
+        self.last_loss = loss
         if self.bar is not None:
             self.bar.update(self.task, advance=1, info=f"loss {loss:.3f}")
         elif self.solver.verbose and (t - 1) % self.solver.print_every == 0:  # iterations 1, 1 + every, ...
@@ -133,5 +156,8 @@ class Progress:
     def epoch(self, epoch: int, train_acc: float, val_acc: float) -> None:
         if self.bar is not None:
             self.bar.update(self.task, info=f"epoch {epoch} train {train_acc:.3f} val {val_acc:.3f}")
+        elif self.lines:
+            print(f"{self.solver.label}: epoch {epoch} / {self.solver.num_epochs}, loss {self.last_loss:.3f}, "
+                  f"train acc {train_acc:.3f}, val acc {val_acc:.3f}", flush=True)
         elif self.solver.verbose:
             print(f"(Epoch {epoch} / {self.solver.num_epochs}) train acc: {train_acc:f}; val_acc: {val_acc:f}")
