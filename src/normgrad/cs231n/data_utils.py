@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.cifar10 import _load_batch, _PlainUnpickler, read_cifar10
+from ..data.cifar10 import load_batch, PlainUnpickler, read_cifar10
 
 DATASETS = Path("cs231n") / "datasets"  # from the assignment folder, where the notebooks run
 DEFAULT_DIR = DATASETS / "cifar-10-batches-py"
@@ -24,14 +24,14 @@ def load_pickle(f):
     """The object pickled in the open binary file ``f`` (the course's ``load_pickle``), plain
     data only: containers, strings, numbers and arrays."""
     try:
-        return _PlainUnpickler(f, encoding="latin1").load()
+        return PlainUnpickler(f, encoding="latin1").load()
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError) as err:
         raise ValueError(f"{getattr(f, 'name', 'the file')}: not a plain-data pickle ({err})") from None
 
 
 def load_CIFAR_batch(filename):
     """(X (n, 32, 32, 3) float64, y (n,)) from one batch file, as the course's."""
-    X, y = _load_batch(Path(filename))
+    X, y = load_batch(Path(filename))
     return X.transpose(0, 2, 3, 1).astype(np.float64), y
 
 

@@ -38,7 +38,7 @@ def _latin1(text, encoding):
     return text.encode("latin1")
 
 
-class _PlainUnpickler(pickle.Unpickler):
+class PlainUnpickler(pickle.Unpickler):
     def find_class(self, module, name):
         if (module, name) in _ALLOWED:
             return _ALLOWED[(module, name)]
@@ -62,11 +62,11 @@ def _oversized(path: Path) -> str:
     return f"it asks for more memory than there is, while the file has only {len(raw)} bytes"
 
 
-def _load_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+def load_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """(X (n, 3, 32, 32) float32, y (n,) int64) from one batch file."""
     try:
         with open(path, "rb") as f:
-            batch = _PlainUnpickler(f, encoding="bytes").load()
+            batch = PlainUnpickler(f, encoding="bytes").load()
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError) as err:
         raise ValueError(f"{path}: not a plain CIFAR-10 batch ({err})") from None
     except (MemoryError, OverflowError, SystemError):
@@ -101,8 +101,8 @@ def read_cifar10(root) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     train = [root / name for name in TRAIN_FILES if (root / name).exists()]
     if not train or not (root / TEST_FILE).exists():
         raise FileNotFoundError(f"{root} needs data_batch_1..5 (at least one) and test_batch")
-    parts = [_load_batch(p) for p in train]
-    X_test, y_test = _load_batch(root / TEST_FILE)
+    parts = [load_batch(p) for p in train]
+    X_test, y_test = load_batch(root / TEST_FILE)
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]), X_test, y_test
 
 

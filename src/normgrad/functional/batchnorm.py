@@ -34,11 +34,6 @@ from .generic import norm_forward
 _BN_KINDS = ("batchnorm",)
 
 
-def _batch_norm(x, gamma, beta, bn_param, kind):
-    """Shared by the (N, D) and spatial forwards once x has been checked; C (= D) is axis 1."""
-    return norm_forward(BATCH, x, gamma, beta, bn_param, kind=kind)
-
-
 def batchnorm_forward(x, gamma, beta, bn_param):
     """Batch normalization: out = gamma * (x - mean) / sqrt(var + eps) + beta.
 
@@ -59,7 +54,7 @@ def batchnorm_forward(x, gamma, beta, bn_param):
     - cache: what batchnorm_backward and batchnorm_backward_alt need
     """
     x = v.checked_input("x", x, 2)
-    return _batch_norm(x, gamma, beta, bn_param, "batchnorm")
+    return norm_forward(BATCH, x, gamma, beta, bn_param, kind="batchnorm")
 
 
 def batchnorm_backward(dout, cache):
@@ -143,7 +138,7 @@ def spatial_batchnorm_forward(x, gamma, beta, bn_param):
     - cache: what spatial_batchnorm_backward needs
     """
     x = v.checked_input("x", x, 4)
-    return _batch_norm(x, gamma, beta, bn_param, "spatial_batchnorm")
+    return norm_forward(BATCH, x, gamma, beta, bn_param, kind="spatial_batchnorm")
 
 
 def spatial_batchnorm_backward(dout, cache):

@@ -25,7 +25,8 @@ import numpy as np
 
 from ..core import running, variants
 from ..core import validate as v
-from .batchnorm import _batch_norm
+from ..core.specs import BATCH
+from .generic import norm_forward
 from ._norm import NormCache, check_cache, norm_backward
 
 
@@ -63,7 +64,7 @@ def batchrenorm_forward(x, gamma, beta, bn_param):
     rmax, dmax = variants.renorm_limits(bn_param.get("rmax", 3.0), bn_param.get("dmax", 5.0))
     C = x.shape[1]
     old_mean, old_var = (a.astype(np.float64) for a in running.read_cs231n(bn_param, C, x.dtype))
-    out, cache = _batch_norm(x, gamma, beta, bn_param, "batchrenorm")
+    out, cache = norm_forward(BATCH, x, gamma, beta, bn_param, kind="batchrenorm")
     if mode != "train":
         return out, RenormCache(cache, np.ones_like(cache.mean), np.zeros_like(cache.mean))
     shape = cache.mean.shape
@@ -113,11 +114,11 @@ def ghost_batchnorm_forward(x, gamma, beta, bn_param):
     B = variants.virtual_batch_size_value(bn_param.get("virtual_batch_size"))
     x = _batch_input(x)
     if v.mode_value(bn_param) != "train":
-        out, cache = _batch_norm(x, gamma, beta, bn_param, "ghost_batchnorm")
+        out, cache = norm_forward(BATCH, x, gamma, beta, bn_param, kind="ghost_batchnorm")
         return out, GhostCache((cache,))
     outs, caches = [], []
     for lo, hi in variants.ghost_chunks(x.shape, B):
-        out, cache = _batch_norm(x[lo:hi], gamma, beta, bn_param, "ghost_batchnorm")
+        out, cache = norm_forward(BATCH, x[lo:hi], gamma, beta, bn_param, kind="ghost_batchnorm")
         outs.append(out)
         caches.append(cache)
     return np.concatenate(outs), GhostCache(tuple(caches))

@@ -11,7 +11,7 @@ import torch.distributed as dist
 from ..core.sync import SyncError
 
 
-def _timedelta(timeout) -> datetime.timedelta | None:
+def as_timedelta(timeout) -> datetime.timedelta | None:
     if timeout is None or isinstance(timeout, datetime.timedelta):
         return timeout
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
@@ -39,7 +39,7 @@ class TorchCommunicator:
         self.group = group
         self.rank = dist.get_rank(group)
         self.world_size = dist.get_world_size(group)
-        self.timeout = _timedelta(timeout)
+        self.timeout = as_timedelta(timeout)
         nccl = dist.get_backend(group) == "nccl"
         self.device = torch.device("cuda", torch.cuda.current_device()) if nccl else torch.device("cpu")
         self.calls = 0

@@ -15,7 +15,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..core import running
 from ..core.sync import agree_layout
-from .distributed import TorchCommunicator, _timedelta
+from .distributed import TorchCommunicator, as_timedelta
 from . import ops
 from .functional import batch_norm, check_batch_norm, checked_batch_norm
 
@@ -128,7 +128,7 @@ class SyncBatchNorm(_KernelForward, _BatchNorm):
                  track_running_stats: bool = True, process_group=None, device=None, dtype=None, *, timeout=None):
         super().__init__(num_features, eps, momentum, affine, track_running_stats, device, dtype)
         self.process_group = process_group
-        self.timeout = _timedelta(timeout)
+        self.timeout = as_timedelta(timeout)
         self._layout_agreed_on = None  # (process group, world size) the layout was checked on
 
     def _check_input_dim(self, input):
