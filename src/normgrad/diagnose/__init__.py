@@ -32,13 +32,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import probe
 from .analysis import analyze
+from .calling import error_info
 from .catalog import CATALOG, FunctionReport
+from .inputs import FUNCTIONS
+from .probe import run_function
 
 __all__ = ["check", "check_file", "Report", "FunctionReport", "CATALOG", "FUNCTIONS"]
 
-FUNCTIONS = probe.FUNCTIONS
 ORDER = ("ok", "wrong", "not implemented yet", "not checked")
 
 
@@ -96,7 +97,7 @@ class Report:
 
 def _finish(report: Report, nothing: str) -> Report:
     if not report.functions and report.load_error is None:
-        report.load_error = probe.error_info("nothing-to-check", nothing)
+        report.load_error = error_info("nothing-to-check", nothing)
     return report
 
 
@@ -107,7 +108,7 @@ def check(namespace_or_module, strict: bool = False) -> Report:
     report = Report(str(source), strict=strict)
     for name in FUNCTIONS:
         if callable(namespace.get(name)):
-            report.functions.append(analyze(name, probe.run_function(namespace, name), strict))
+            report.functions.append(analyze(name, run_function(namespace, name), strict))
     return _finish(report, f"no CS231n-named functions found (looked for {', '.join(FUNCTIONS)})")
 
 
@@ -148,12 +149,12 @@ def check_file(path, timeout: float = 10.0, strict: bool = False, load_timeout: 
     path = Path(path)
     report = Report(str(path), strict=strict)
     if not path.is_file():
-        report.load_error = probe.error_info("FileNotFoundError", f"no such file: {path}", str(path))
+        report.load_error = error_info("FileNotFoundError", f"no such file: {path}", str(path))
         return report
     found = run_child(path, "__discover__", timeout, load_timeout)
     if found.result is None:
         why = "timed out" if found.timed_out else f"died (status {found.returncode})"
-        report.load_error = {**probe.error_info("load-failed", f"loading the file {why}", str(path)),
+        report.load_error = {**error_info("load-failed", f"loading the file {why}", str(path)),
                              "output": found.output}
         return report
     if "load_error" in found.result:

@@ -41,23 +41,25 @@ class _CappedStream:
 
 
 def main(argv: list[str]) -> None:
-    from . import probe
+    from . import calling
+    from .inputs import FUNCTIONS
     from .loader import load
+    from .probe import run_function
 
     path, name, result_path = Path(argv[0]).resolve(), argv[1], Path(argv[2])
     sys.stdout, sys.stderr = _CappedStream(sys.stdout), _CappedStream(sys.stderr)
     progress = Path(str(result_path) + ".progress")
     progress.write_text("(loading the file)")
-    loaded = load(path, probe.describe_exception)
-    probe.PROGRESS = progress  # from now on: the user function running, for a parent that has to kill us
+    loaded = load(path, calling.describe_exception)
+    calling.PROGRESS = progress  # from now on: the user function running, for a parent that has to kill us
     Path(str(result_path) + ".loaded").touch()  # the parent's time limit for the function starts now
     if loaded.error is not None:
         result = {"load_error": loaded.error}
     elif name == "__discover__":
-        result = {"functions": [f for f in probe.FUNCTIONS if callable(loaded.namespace.get(f))],
+        result = {"functions": [f for f in FUNCTIONS if callable(loaded.namespace.get(f))],
                   "broken": loaded.broken, "notes": loaded.notes, "hints": loaded.hints}
     else:
-        result = probe.run_function(loaded.namespace, name, str(path))
+        result = run_function(loaded.namespace, name, str(path))
     result["output_chars"] = sys.stdout.total + sys.stderr.total
     result_path.write_text(json.dumps(result))
 

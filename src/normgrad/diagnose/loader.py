@@ -24,7 +24,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .probe import FUNCTIONS, error_info
+from .calling import error_info
+from .inputs import FUNCTIONS
 
 _TOP = re.compile(r"^(async\s+def|def|class|@|import|from)\b")
 _DEF = re.compile(r"^(?:async\s+)?def\s+([A-Za-z_]\w*)")

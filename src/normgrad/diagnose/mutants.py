@@ -9,21 +9,11 @@ reduces over the wrong axes is the same computation on another view.
 
 from __future__ import annotations
 
+from itertools import combinations
+
 import numpy as np
 
-from .probe import EPS, MOMENTUM, RUNNING, TRAIN_STEPS, Case
-
-
-def view(x, kind, G):
-    """x reshaped so the norm's statistics are over ``axes``; returns (view, axes)."""
-    if kind == "batch":
-        return x, (0,)
-    if kind == "layer":
-        return x, (1,)
-    if kind == "spatial":
-        return x, (0, 2, 3)
-    N, C, H, W = x.shape
-    return x.reshape(N, G, C // G, H, W), (2, 3, 4)
+from .inputs import EPS, MOMENTUM, RUNNING, TRAIN_STEPS, Case, view
 
 
 def wrong_views(x, kind, G):
@@ -209,6 +199,23 @@ def param_grads(x, dout, kind, G, gamma_shape):
     return (dout * xhat).sum(axis=axes).reshape(gamma_shape), dout.sum(axis=axes).reshape(gamma_shape), xhat
 
 
+def param_sum_mutants(dout, xhat, x, gshape, kind) -> tuple[dict, dict]:
+    """dgamma / dbeta summed over other axes than the right ones (and the usual slips)."""
+    axes = param_axes(kind)
+    dg = {"dgamma-not-summed": dout * xhat, "dgamma-uses-x": (dout * x).sum(axis=axes).reshape(gshape)}
+    db = {"dbeta-not-summed": dout}
+    size = int(np.prod(gshape))
+    for r in range(1, dout.ndim + 1):
+        for sub in combinations(range(dout.ndim), r):
+            if sub == tuple(axes):
+                continue
+            g, b = (dout * xhat).sum(axis=sub), dout.sum(axis=sub)
+            if g.size == size or sub == tuple(range(dout.ndim)):
+                label = f"wrong-axis:summed over axes {sub}, not {tuple(axes)}"
+                dg[label], db[label] = g, b
+    return dg, db
+
+
 def wrong_sums(x, dout, gamma, kind):
     """dx of a closed-form backward with the right statistics (from the cache) and slips in how
     it is written, alone and combined: gamma left out or factored out of the sums, the sums
@@ -320,5 +327,5 @@ def test_mutants(x, case: Case, kind, mean, var) -> dict[str, np.ndarray]:
 
 
 __all__ = ["RUNNING", "forward_out", "forward_mutants", "backward_mutants", "running_mutants", "test_mutants",
-           "test_out", "running_stats", "dx_terms", "param_grads", "unshuffled_grads", "param_axes",
-           "channel_shape", "wrong_views"]
+           "test_out", "running_stats", "dx_terms", "param_grads", "param_sum_mutants", "unshuffled_grads",
+           "param_axes", "channel_shape", "wrong_views", "view"]
