@@ -4,6 +4,7 @@
 #   ./run.sh demo [ARGS...]   install normgrad, then run `normgrad demo ARGS...`
 #   ./run.sh test [ARGS...]   install normgrad with its test extra, then run pytest
 #   ./run.sh bench [ARGS...]  install with the test extra (PyTorch), then run the benchmark
+#   ./run.sh docs [ARGS...]   install with the docs extra (MkDocs), then build the site into site/ (strict)
 #
 # Needs Python >= 3.10 as `python3` (or set PYTHON). Re-running skips the
 # install when pyproject.toml has not changed.
@@ -15,7 +16,8 @@ job=${1:-}
 case "$job" in
   demo)  extras="" ;;
   test|bench) extras="[test]" ;;
-  *) echo "usage: ./run.sh demo|test|bench [ARGS...]" >&2; exit 2 ;;
+  docs)  extras="[docs]" ;;
+  *) echo "usage: ./run.sh demo|test|bench|docs [ARGS...]" >&2; exit 2 ;;
 esac
 
 py=${PYTHON:-python3}
@@ -38,4 +40,5 @@ case "$job" in
   demo)  exec "$venv/bin/normgrad" demo "$@" ;;
   test)  exec "$venv/bin/python" -m pytest "$@" ;;
   bench) exec "$venv/bin/python" benchmarks/run.py "$@" ;;
+  docs)  NO_MKDOCS_2_WARNING=1 exec "$venv/bin/python" -m mkdocs build --strict -d site "$@" ;;
 esac

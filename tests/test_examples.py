@@ -1,9 +1,8 @@
-"""Every example in examples/ and every Python block in README.md runs."""
+"""Every example in examples/ runs (README.md's and docs/'s code blocks: tests/test_docs.py)."""
 
 from __future__ import annotations
 
 import re
-import runpy
 import subprocess
 import sys
 from pathlib import Path
@@ -30,24 +29,4 @@ def test_check_your_own_finds_the_planted_bug():
     assert dx_err > 1e-2
 
 
-def test_readme_output_of_example_is_current():
-    """The output README.md shows for check_your_own.py is what it prints now."""
-    out = subprocess.run(
-        [sys.executable, str(ROOT / "examples" / "check_your_own.py")], capture_output=True, text=True, timeout=120
-    ).stdout
-    assert out.strip() in (ROOT / "README.md").read_text()
-
-
-BLOCKS = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
-
-
-@pytest.mark.parametrize("index", range(len(BLOCKS)))
-def test_readme_python_block_runs(index, tmp_path, monkeypatch, capsys):
-    monkeypatch.chdir(tmp_path)
-    script = tmp_path / "block.py"
-    script.write_text(BLOCKS[index])
-    runpy.run_path(str(script), run_name="__main__")
-
-
-def test_readme_has_python_blocks():
-    assert BLOCKS
+# README.md's and docs/'s examples, their printed output included, run in tests/test_docs.py.

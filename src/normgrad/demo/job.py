@@ -19,7 +19,7 @@ from .. import kernels
 from ..outputs import check_output_dir
 from . import gradchecks, graph_walk
 from .plots import plot_curves, plot_activations
-from .report import HEADERS, table_rows, write_report
+from .report import HEADERS, figure_captions, smoke_note, table_rows, why, write_report
 from .settings import Settings, load_data
 from .training import train_all
 
@@ -61,9 +61,14 @@ def _print_results(console, settings: Settings, results) -> None:
     table = Table(title=f"Same net, same seed, {settings.epochs} epochs")
     for h in HEADERS:
         table.add_column(h.format(target=settings.target_accuracy), justify="left" if h == "model" else "right")
-    for row in table_rows(results):
+    for row in table_rows(results, settings.smoke):
         table.add_row(*row)
     console.print(table)
+    if settings.smoke:
+        console.print(smoke_note(settings), markup=False)
+    else:
+        for line in why(settings, results):
+            console.print(line, markup=False)
 
 
 def run(console, dataset: str = "mnist1d", epochs: int | None = None, out: Path = Path("normgrad-report"),
@@ -87,9 +92,10 @@ def run(console, dataset: str = "mnist1d", epochs: int | None = None, out: Path 
     large = gradchecks.large_mean_errors(seed=seed)
     console.print("float32 batch norm of data with mean 1e4, std 1 (65536 x 64), max |out - float64 reference|: "
                   + ", ".join(f"{name} {err:.1e}" for name, err in large.items()), markup=False)
-    images = [(plot_curves(results, settings, out)[0], "loss and accuracy curves"),
-              (plot_activations(results, out)[0], "per-layer pre-activation distributions over training"),
-              (render_graph(out, seed), "the batch-norm graph: forward values (black), gradients (red)")]
+    captions = figure_captions(settings, results)
+    images = [(plot_curves(results, settings, out)[0], captions["curves"]),
+              (plot_activations(results, out)[0], captions["activations"]),
+              (render_graph(out, seed), captions["graph"])]
     report = write_report(out, settings, results, layer_checks, model_checks, large, images)
     console.print(f"report: [bold]{report}[/] (plots as PNG and SVG beside it), "
                   f"{time.perf_counter() - started:.0f} s in all")

@@ -30,11 +30,12 @@ class Settings:
     target_accuracy: float = 0.6
     max_train: int | None = None  # cap on training examples (--quick)
     flush_denormals: bool = True  # training runs with subnormal floats flushed to zero (kernels.flushing_denormals)
+    smoke: bool = False  # --quick: a smoke run of the small net, not a comparison
 
     @classmethod
     def quick(cls, dataset: str, seed: int) -> "Settings":
         return cls(dataset=dataset, epochs=3, seed=seed, hidden=(32,) * 3, learning_rate=5e-3, batch_size=50,
-                   target_accuracy=0.3, max_train=600)
+                   target_accuracy=0.3, max_train=600, smoke=True)
 
 
 def load_data(settings: Settings) -> dict[str, np.ndarray]:
