@@ -53,6 +53,34 @@ _PROGRESS = ("epoch", "t", "best_val_acc", "loss_history", "train_acc_history", 
 
 
 class Solver:
+    """Trains a model on a data set: minibatches, an update rule, learning-rate decay,
+    accuracy checks after each epoch, the best validation parameters kept, resumable
+    checkpoints (CS231n's Solver, with normgrad's checks).
+
+    Inputs:
+    - model: an object with ``params`` (dict of arrays) and ``loss(X, y=None)``: scores of
+      shape (N, num_classes) without y, else ``(loss, grads)`` with grads shaped like params
+    - data: dict with X_train of shape (N_train, ...), y_train of shape (N_train,) (ints in
+      [0, num_classes)), X_val (N_val, ...) and y_val (N_val,)
+    - update_rule: a name in ``normgrad.optim.RULES`` ('sgd', 'sgd_momentum', 'rmsprop',
+      'adam') or a function ``(w, dw, config) -> (next_w, config)``; optim_config: its settings
+    - lr_decay, batch_size, num_epochs: the schedule; num_train_samples, num_val_samples:
+      how many examples the accuracy checks use (None: all)
+    - checkpoint_name: a path prefix; each epoch writes NAME_epoch_K.npz and NAME_latest.npz
+    - seed: the batch order's generator (None: NumPy's global one, as the course)
+    - verbose, print_every: printed lines; progress, console, label: a live progress bar
+      (in Jupyter without ipywidgets, one line per epoch)
+    - epoch_callback, iteration_callback: functions of the solver, called after each
+      epoch / iteration
+    - check_first_step: True adds an accuracy check after the first iteration;
+      stop_on_divergence: False goes on with NaN losses instead of raising
+      FloatingPointError (True and False are the course's habits)
+
+    After ``train()``: ``loss_history`` (one per iteration), ``train_acc_history`` and
+    ``val_acc_history`` (one per epoch), ``best_val_acc``; the model holds the best
+    validation epoch's parameters.
+    """
+
     def __init__(self, model, data, update_rule="sgd", optim_config=None, lr_decay=1.0, batch_size=100,
                  num_epochs=10, num_train_samples=1000, num_val_samples=None, checkpoint_name=None,
                  print_every=10, verbose=True, seed=None, progress=False, console=None, label="training",

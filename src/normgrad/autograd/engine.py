@@ -157,6 +157,12 @@ def grad(output: Tensor, inputs, grad_output=None, create_graph: bool = False) -
 
     Like ``torch.autograd.grad``: with ``create_graph=True`` the results are part of
     a graph and can be differentiated again.
+
+    Inputs:
+    - output: a Tensor of any shape
+    - inputs: Tensors the output depends on
+    - grad_output: the upstream gradient, of output's shape (None: 1, for a scalar output)
+    Returns a list of Tensors, one per input, each of that input's shape.
     """
     inputs = list(inputs)
     nodes = topological_order(output)

@@ -120,7 +120,12 @@ def batchnorm_backward_alt(dout, cache):
         dx = (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)) / sqrt(var + eps)
         dgamma = sum(dout * xhat),  dbeta = sum(dout)
 
-    Inputs and returns as batchnorm_backward, with the same cache.
+    Inputs:
+    - dout: upstream derivatives, of shape (N, D)
+    - cache: from batchnorm_forward (the same cache batchnorm_backward takes)
+    Returns a tuple of:
+    - dx: gradient with respect to x, of shape (N, D)
+    - dgamma, dbeta: gradients with respect to gamma and beta, each of shape (D,)
     """
     cache = check_cache(cache, _BN_KINDS, "batchnorm_backward_alt")
     return norm_backward(dout, cache)

@@ -80,7 +80,15 @@ def batchrenorm_backward(dout, cache):
     """Backward of batchrenorm_forward with r and d constants: returns (dx, dgamma, dbeta).
 
     dx is batch norm's closed form with gamma * r in place of gamma;
-    dgamma = sum(dout * (xhat * r + d)) = r * sum(dout * xhat) + d * sum(dout)."""
+    dgamma = sum(dout * (xhat * r + d)) = r * sum(dout * xhat) + d * sum(dout).
+
+    Inputs:
+    - dout: upstream derivatives, of x's shape, (N, D) or (N, C, H, W)
+    - cache: from batchrenorm_forward
+    Returns a tuple of:
+    - dx: of x's shape
+    - dgamma, dbeta: each of shape (C,)
+    """
     v.cache_of(cache, RenormCache, "batchrenorm_forward")
     norm = check_cache(cache.norm, ("batchrenorm",), "batchrenorm_backward")
     scaled = dataclasses.replace(norm, gamma=(norm.gamma * cache.r).astype(norm.gamma.dtype))
@@ -126,7 +134,15 @@ def ghost_batchnorm_forward(x, gamma, beta, bn_param):
 
 def ghost_batchnorm_backward(dout, cache):
     """Backward of ghost_batchnorm_forward: each chunk's closed form; dgamma and dbeta
-    summed over the chunks. Returns (dx, dgamma, dbeta)."""
+    summed over the chunks.
+
+    Inputs:
+    - dout: upstream derivatives, of x's shape, (N, D) or (N, C, H, W)
+    - cache: from ghost_batchnorm_forward
+    Returns a tuple of:
+    - dx: of x's shape
+    - dgamma, dbeta: each of shape (C,)
+    """
     v.cache_of(cache, GhostCache, "ghost_batchnorm_forward")
     chunks = [check_cache(c, ("ghost_batchnorm",), "ghost_batchnorm_backward") for c in cache.chunks]
     N = sum(c.out_shape[0] for c in chunks)

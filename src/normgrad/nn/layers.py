@@ -65,6 +65,8 @@ class Linear(Module):
 
 
 class ReLU(Module):
+    """max(x, 0), elementwise; x of any shape, out and dx of x's shape."""
+
     def forward(self, x):
         out, self._cache = L.relu_forward(x)
         return out
@@ -74,8 +76,9 @@ class ReLU(Module):
 
 
 class Dropout(Module):
-    """PyTorch convention: ``p`` is the probability of *dropping* a unit (CS231n's
-    ``dropout_param['p']`` is the keep probability; this module converts)."""
+    """Inverted dropout, x of any shape (out of x's shape). PyTorch convention: ``p`` is the
+    probability of *dropping* a unit (CS231n's ``dropout_param['p']`` is the keep
+    probability; this module converts)."""
 
     def __init__(self, p: float = 0.5, seed=None):
         super().__init__()
@@ -133,7 +136,8 @@ class Conv2d(Module):
 
 
 class MaxPool2d(Module):
-    """Max pooling over kernel_size windows (stride defaults to kernel_size)."""
+    """Max pooling over kernel_size windows (stride defaults to kernel_size).
+    x: (N, C, H, W); out: (N, C, H', W') with H' = (H - kh) // stride + 1, W' likewise."""
 
     def __init__(self, kernel_size, stride=None):
         super().__init__()
