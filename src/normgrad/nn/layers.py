@@ -137,7 +137,8 @@ class Conv2d(Module):
 
 class MaxPool2d(Module):
     """Max pooling over kernel_size windows (stride defaults to kernel_size).
-    x: (N, C, H, W); out: (N, C, H', W') with H' = (H - kh) // stride + 1, W' likewise."""
+    x: (N, C, H, W), the windows tiling H and W exactly; out: (N, C, H', W') with
+    H' = (H - kh) // stride + 1, W' likewise."""
 
     def __init__(self, kernel_size, stride=None):
         super().__init__()
