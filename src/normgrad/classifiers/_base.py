@@ -33,8 +33,9 @@ def norm_layer_forward(kind: str, a: np.ndarray, gamma, beta, param: dict, mode:
     momentum = v.momentum_value(param.get("momentum", 0.9)) if spec.running_stats else None
     out, stats = kernels.norm_forward(spec, a, gamma, beta, G=G, eps=eps, running=fixed)
     if spec.running_stats and mode == "train":
-        running.write_cs231n(param, old, stats.mean, stats.var, a.size // a.shape[1], momentum, a.dtype,
-                             spec.centered)
+        batch = running.batch_moments(running.CS231N, stats.mean, stats.var, a.size // a.shape[1], spec.across,
+                                      spec.centered)
+        running.write_cs231n(param, old, *batch, momentum, a.dtype)
     return out, LayerCache(spec, a, gamma, stats, G, fixed is None)
 
 

@@ -54,30 +54,53 @@ def blend(running, batch, w: float):
     return (1.0 - w) * running + w * batch
 
 
+def batch_moments(convention: Convention, mean, var, count, across: str, centered: bool = True):
+    """What a running average takes in from one batch, per channel: the batch ``mean`` and
+    the convention's variance of the biased ``var`` (unbiased from ``count`` values where
+    centred; ``count`` a number, or one per statistic, broadcastable against var); per-sample
+    statistics ((N, C)) averaged over the batch (instance norm's rule in torch). NumPy arrays
+    and torch tensors alike."""
+    var = convention.batch_var(var, count, centered)
+    if across == "batch":
+        return mean, var
+    return mean.mean(0), var.mean(0)
+
+
+def blend_in(convention: Convention, running_mean, running_var, mean, var, momentum: float | None,
+             num_batches_tracked=1):
+    """New (running_mean, running_var) with one batch's ``batch_moments`` blended in."""
+    w = convention.weight(momentum, num_batches_tracked)
+    return blend(running_mean, mean, w), blend(running_var, var, w)
+
+
 def updated(convention: Convention, running_mean, running_var, mean, var, count: int,
             momentum: float | None, num_batches_tracked: int = 1, centered: bool = True):
     """New (running_mean, running_var) after one batch of ``count`` values per channel
     with mean ``mean`` and biased variance ``var`` (uncentred: 0 and the mean square)."""
-    w = convention.weight(momentum, num_batches_tracked)
-    return blend(running_mean, mean, w), blend(running_var, convention.batch_var(var, count, centered), w)
+    return blend_in(convention, running_mean, running_var,
+                    *batch_moments(convention, mean, var, count, "batch", centered), momentum, num_batches_tracked)
 
 
-def check_count(count: int, centered: bool, what: str) -> None:
-    """A centred batch variance of ``count`` values per statistic needs count >= 2 (the
-    unbiased variance divides by count - 1): refused before any state changes."""
+def valid_counts(spec, shape: tuple[int, ...], G=None, weights=None):
+    """Values behind each statistic of ``spec`` for x of ``shape``: a number (the same for
+    all), or with a mask's ``weights`` ((N, L), ``NormSpec.mask_weights``) the valid
+    positions: one number across the batch, (N, 1) per sample."""
+    view = spec.view(shape, G)
+    if weights is None:
+        return spec.count(view)
+    if spec.across == "batch":
+        return float(weights.sum(dtype=np.float64))
+    return view[2] * weights.sum(axis=1, dtype=np.float64).reshape(-1, 1)
+
+
+def check_count(count, centered: bool, what: str) -> None:
+    """A centred batch variance of ``count`` values per statistic (a number, or an array of
+    them) needs count >= 2 (the unbiased variance divides by count - 1): refused before
+    any state changes."""
     if centered:
         from .validate import enough_values
 
-        enough_values(count, what)
-
-
-def per_channel(mean, var, across: str):
-    """The batch statistics a running average takes, per channel: as they are across the
-    batch ((C,)), averaged over the samples per sample ((N, C) -> (C,), instance norm's
-    rule in torch)."""
-    if across == "batch":
-        return mean, var
-    return mean.mean(0), var.mean(0)
+        enough_values(count if isinstance(count, (int, float)) else int(np.min(count)), what)
 
 
 def read_cs231n(param: dict, C: int, dtype, name: str = "bn_param") -> tuple[np.ndarray, np.ndarray]:
@@ -95,12 +118,11 @@ def read_cs231n(param: dict, C: int, dtype, name: str = "bn_param") -> tuple[np.
     return pair[0], pair[1]
 
 
-def write_cs231n(param: dict, old: tuple, mean, var, count: int, momentum: float, dtype, centered: bool = True,
-                 name: str = "bn_param") -> None:
-    """Blend one batch into ``param``'s running statistics (CS231N rule), as new arrays in
-    the wider of each old statistic's and the data's dtypes; refused (param unchanged)
-    where a value would overflow that dtype."""
-    new = updated(CS231N, old[0], old[1], mean, var, count, momentum, centered=centered)
+def write_cs231n(param: dict, old: tuple, mean, var, momentum: float, dtype, name: str = "bn_param") -> None:
+    """Blend one batch's ``batch_moments`` into ``param``'s running statistics (CS231N
+    rule), as new arrays in the wider of each old statistic's and the data's dtypes;
+    refused (param unchanged) where a value would overflow that dtype."""
+    new = blend_in(CS231N, old[0], old[1], mean, var, momentum)
     kept = [fits(f"{name}[{key!r}]", a, np.result_type(o, dtype))
             for key, a, o in zip(("running_mean", "running_var"), new, old)]
     param["running_mean"], param["running_var"] = kept

@@ -37,6 +37,8 @@ from dataclasses import dataclass, replace
 from functools import lru_cache
 from math import prod
 
+import numpy as np
+
 from . import validate as v
 
 View = tuple[int, int, int, int]
@@ -128,6 +130,27 @@ class NormSpec:
             return (prod(shape[:-1]), groups, C // groups, 1)
         return (shape[0], groups, C // groups, prod(shape[2:]))
 
+    def mask_weights(self, mask, shape: tuple[int, ...], G: int | None = None, dtype=np.float64) -> np.ndarray:
+        """A padding mask as weights over the view's (N, L): 1 for a valid position, 0 for
+        padding, in ``dtype``.
+
+        ``mask``: bool, x's shape without its channel axis, True = valid. Refused, naming
+        the problem: a features-last norm with per-sample statistics (a mask would select
+        whole rows), a channel (batch statistics) or a sample (per-sample statistics)
+        without any valid position."""
+        if self.features_last and self.across == "sample":
+            raise ValueError(f"a mask needs statistics over positions; the {self.name} norm normalizes each "
+                             "row over its features")
+        mask = v.mask_array(mask, shape, -1 if self.features_last else 1)
+        N, _, _, L = self.view(shape, G)
+        valid = mask.reshape(N, L)
+        if self.across == "batch" and not valid.any():
+            raise ValueError("mask has no valid position: batch statistics need at least one")
+        if self.across == "sample" and not valid.any(axis=1).all():
+            n = int(np.flatnonzero(~valid.any(axis=1))[0])
+            raise ValueError(f"mask has no valid position for sample {n}: its statistics need at least one")
+        return valid.astype(dtype)
+
     def stats_shape(self, view: View) -> tuple[int, ...]:
         """Shape of mean / var / invstd: (C,) across the batch, (N, G) per sample."""
         N, G, K, _ = view
@@ -148,11 +171,14 @@ RMS = NormSpec("rms", features_last=True, across="sample", centered=False)
 SPECS = {s.name: s for s in (BATCH, LAYER, GROUP, INSTANCE, RMS)}
 
 
-@lru_cache(maxsize=256)
 def from_code(code: str) -> NormSpec:
     """The spec a ``NormSpec.code`` string describes, or a built-in spec by name ('batch', ...)."""
-    if code in SPECS:
-        return SPECS[code]
+    spec = SPECS.get(code)
+    return spec if spec is not None else _decode(code)
+
+
+@lru_cache(maxsize=256)
+def _decode(code: str) -> NormSpec:
     parts = code.split("|")
     if len(parts) != 6:
         raise ValueError(f"unknown norm {code!r}: a name of {sorted(SPECS)} or a NormSpec.code")

@@ -55,42 +55,60 @@ def center(x: np.ndarray, mean: np.ndarray) -> np.ndarray:
     return xmu
 
 
-def moments(x: np.ndarray, axes: Axes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Mean and biased variance of ``x`` over ``axes``.
+def valid_count(x: np.ndarray, axes: Axes, weights: np.ndarray | None = None):
+    """Values behind each statistic over ``axes``: an int, or with ``weights`` (1 valid,
+    0 padding, broadcastable against x) a float64 array with the reduced axes kept."""
+    if weights is None:
+        return int(np.prod([x.shape[a] for a in axes]))
+    return np.sum(np.broadcast_to(weights, x.shape), axis=axes, dtype=np.float64, keepdims=True)
+
+
+def _weighted_sum(a: np.ndarray, axes: Axes, weights) -> np.ndarray:
+    """sum(a) (or sum(weights * a)) over ``axes``, accumulated in float64, axes kept."""
+    if weights is not None:
+        a = a * weights
+    return np.sum(a, axis=axes, dtype=np.float64, keepdims=True)
+
+
+def moments(x: np.ndarray, axes: Axes, weights: np.ndarray | None = None
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean and biased variance of ``x`` over ``axes`` (of its valid values).
 
     Inputs:
     - x: floating-point array of any shape
     - axes: the axes to reduce
+    - weights: None (every value), or 1 for a valid value and 0 for padding, in x's
+      dtype, broadcastable against x
     Returns a tuple of:
     - mean, var: float64 arrays with the reduced axes kept as size 1 (var is inf
       where it overflows float64: the caller decides what to say)
-    - xmu: x - mean, in x's dtype (the centred data, reused by the caller)
+    - xmu: x - mean, in x's dtype, at every position (the centred data, reused by the caller)
     """
-    mean = np.mean(x, axis=axes, dtype=np.float64, keepdims=True)
+    count = valid_count(x, axes, weights)
+    mean = _weighted_sum(x, axes, weights) / count
     xmu = center(x, mean)
-    count = x.size // mean.size
     # Corrected two-pass: the second term removes what rounding left in sum(xmu).
-    resid = np.sum(xmu, axis=axes, dtype=np.float64, keepdims=True)
+    resid = _weighted_sum(xmu, axes, weights)
     with np.errstate(over="ignore", invalid="ignore"):  # overflow is detected below
-        sumsq = np.sum(np.square(xmu), axis=axes, dtype=np.float64, keepdims=True)
+        sumsq = _weighted_sum(np.square(xmu), axes, weights)
         if not np.isfinite(sumsq).all():  # squares overflowed x's dtype: square scaled values
             scale = np.max(np.abs(xmu), axis=axes, keepdims=True).astype(np.float64)
-            sumsq = np.sum(np.square(xmu / scale.astype(x.dtype)), axis=axes, dtype=np.float64, keepdims=True)
-            sumsq *= scale * scale
+            sumsq = _weighted_sum(np.square(xmu / scale.astype(x.dtype)), axes, weights) * (scale * scale)
         var = np.maximum((sumsq - resid * resid / count) / count, 0.0)
     return mean, var, xmu
 
 
-def mean_square(x: np.ndarray, axes: Axes) -> np.ndarray:
-    """mean(x**2) over ``axes`` (kept as size 1), float64: the statistic of RMS norm.
-    No cancellation can happen (every term is >= 0); squares that would overflow x's
-    dtype are taken of values scaled by their largest magnitude."""
+def mean_square(x: np.ndarray, axes: Axes, weights: np.ndarray | None = None) -> np.ndarray:
+    """mean(x**2) over ``axes`` (of the valid values, as ``moments``; kept as size 1),
+    float64: the statistic of RMS norm. No cancellation can happen (every term is >= 0);
+    squares that would overflow x's dtype are taken of values scaled by their largest
+    magnitude."""
+    count = valid_count(x, axes, weights)
     with np.errstate(over="ignore", invalid="ignore"):
-        ms = np.mean(np.square(x), axis=axes, dtype=np.float64, keepdims=True)
+        ms = _weighted_sum(np.square(x), axes, weights) / count
         if not np.isfinite(ms).all():
             scale = np.max(np.abs(x), axis=axes, keepdims=True).astype(np.float64)
-            ms = np.mean(np.square(x / scale.astype(x.dtype)), axis=axes, dtype=np.float64, keepdims=True)
-            ms *= scale * scale
+            ms = _weighted_sum(np.square(x / scale.astype(x.dtype)), axes, weights) / count * (scale * scale)
     return ms
 
 
@@ -105,7 +123,7 @@ def reduce_mean(a: np.ndarray, axes: Axes) -> np.ndarray:
 
 
 def normalize_backward(dxhat: np.ndarray, xhat: np.ndarray, invstd: np.ndarray, axes: Axes,
-                       centered: bool = True) -> np.ndarray:
+                       centered: bool = True, weights: np.ndarray | None = None) -> np.ndarray:
     """Closed-form gradient through xhat = (x - mean(x)) * invstd, stats over ``axes``.
 
     dx = invstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat))
@@ -113,11 +131,22 @@ def normalize_backward(dxhat: np.ndarray, xhat: np.ndarray, invstd: np.ndarray, 
     The first term is the direct path through xhat, the second the path through
     the mean, the third the path through the variance. Uncentred (RMS norm:
     xhat = x * invstd, invstd = 1 / sqrt(mean(x**2) + eps)) there is no mean path.
+
+    With ``weights`` (statistics over the valid values only; every value normalized):
+    the sums still run over every value (each output depends on the statistics), are
+    divided by the valid count, and reach back through the statistics to the valid
+    values only: dx = invstd * (dxhat - w * (sum(dxhat) + xhat * sum(dxhat * xhat)) / n).
     """
-    dx = dxhat - reduce_mean(dxhat, axes) if centered else dxhat.copy()
-    dx -= xhat * reduce_mean(dxhat * xhat, axes)
-    dx *= invstd
-    return dx
+    if weights is None:
+        dx = dxhat - reduce_mean(dxhat, axes) if centered else dxhat.copy()
+        dx -= xhat * reduce_mean(dxhat * xhat, axes)
+        dx *= invstd
+        return dx
+    n = valid_count(xhat, axes, weights)
+    through_stats = xhat * (_weighted_sum(dxhat * xhat, axes, None) / n)
+    if centered:
+        through_stats = through_stats + _weighted_sum(dxhat, axes, None) / n
+    return ((dxhat - (weights * through_stats).astype(dxhat.dtype)) * invstd).astype(dxhat.dtype)
 
 
 def combine_moments(counts: np.ndarray, means: np.ndarray, m2s: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:

@@ -84,8 +84,13 @@ class SyncOps(Protocol):
     arrays; x, y, dy, dx are the caller's arrays, (N, C, *spatial).
     """
 
-    def stats(self, x) -> tuple[np.ndarray, np.ndarray]:
-        """Mean and biased variance of a non-empty shard; TypeError/ValueError for bad input."""
+    def valid_count(self, x, mask) -> int:
+        """Values per channel in this shard: N * prod(spatial), or the mask's True positions
+        (mask: None, or bool (N, *spatial)); TypeError/ValueError for a bad mask."""
+
+    def stats(self, x, mask) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and biased variance of a shard with valid values, over its valid positions;
+        TypeError/ValueError for bad input."""
 
     def normalize(self, x, mean, invstd, gamma, beta): ...
 
@@ -96,12 +101,21 @@ class SyncOps(Protocol):
     def grad_sums(self, dy, x, mean) -> tuple[np.ndarray, np.ndarray]:
         """sum(dy) and sum(dy * (x - mean)) per channel; TypeError/ValueError for bad input."""
 
-    def grad_input(self, dy, x, mean, invstd, gamma, sum_dy, sum_dy_xmu, count: int): ...
+    def grad_input(self, dy, x, mean, invstd, gamma, sum_dy, sum_dy_xmu, count: int, mask): ...
 
 
 # Header of each rank's row in the forward exchange.
 _OK, _BAD_CHANNELS, _BAD_INPUT = 1.0, 2.0, 3.0
 _HEADER = 3  # status, channels of the input, values per channel
+
+
+def valid_count(x, mask) -> int:
+    """Values per channel of a NumPy (or CPU) shard x (N, C, *spatial): N * prod(spatial),
+    or the True positions of ``mask`` (bool (N, *spatial), checked)."""
+    shape = tuple(x.shape)
+    if mask is None:
+        return prod(shape) // shape[1]
+    return int(v.mask_array(mask, shape, 1).sum())
 
 
 def agree_layout(comm: Communicator, num_features: int) -> None:
@@ -115,18 +129,18 @@ def agree_layout(comm: Communicator, num_features: int) -> None:
                         f"(rank r's is entry r); every rank must build the same model")
 
 
-def _local_moments(shape: tuple, num_features: int, local_stats):
+def _local_moments(shape: tuple, num_features: int, local_count, local_stats):
     """This rank's (status, error, count, mean, m2) for an input of ``shape``."""
     zeros = np.zeros(num_features)
     if len(shape) < 2 or shape[1] != num_features:
         err = ValueError(f"expected input of shape (N, {num_features}, ...), got {tuple(shape)}")
         return _BAD_CHANNELS, err, 0, zeros, zeros
-    count = prod(shape) // num_features
-    if count == 0:  # an empty shard still takes part, contributing nothing
-        return _OK, None, 0, zeros, zeros
     try:
+        count = local_count()
+        if count == 0:  # an empty shard (or one all padding) still takes part, contributing nothing
+            return _OK, None, 0, zeros, zeros
         mean, var = local_stats()
-    except (TypeError, ValueError) as err:  # wrong dtype, NaN/Inf, overflow
+    except (TypeError, ValueError) as err:  # wrong dtype or mask, NaN/Inf, overflow
         return _BAD_INPUT, err, 0, zeros, zeros
     return _OK, None, count, mean, var * count
 
@@ -148,17 +162,20 @@ def _raise_for_status(comm, status: np.ndarray, detail: np.ndarray, own_error, n
     raise SyncError(f"synchronized batch norm forward failed on rank {r} of {comm.world_size}: {reason}")
 
 
-def sync_batch_stats(comm: Communicator, shape: tuple, num_features: int, local_stats):
+def sync_batch_stats(comm: Communicator, shape: tuple, num_features: int, local_stats, local_count=None):
     """Global batch statistics of the shards held by all ranks; one all-reduce.
 
     - shape: this rank's input shape (N, C, *spatial); N may be 0
     - local_stats: callable returning this shard's per-channel (mean, biased var),
-      (C,) float64; called only for a non-empty shard of the right channel count.
+      (C,) float64; called only for a shard with valid values of the right channel count.
       A TypeError/ValueError it raises is reported to every rank.
+    - local_count: callable returning this shard's values per channel (default:
+      N * prod(spatial); with a padding mask its valid positions, 0 allowed)
     Returns (count, mean (C,), biased var (C,)) of the global batch, the same on
     every rank.
     """
-    status, err, count, mean, m2 = _local_moments(tuple(shape), num_features, local_stats)
+    count_of = local_count if local_count is not None else (lambda: prod(shape) // num_features)
+    status, err, count, mean, m2 = _local_moments(tuple(shape), num_features, count_of, local_stats)
     W, C = comm.world_size, num_features
     buf = np.zeros((W, _HEADER + 2 * C))
     buf[comm.rank, :_HEADER] = status, (shape[1] if len(shape) >= 2 else 0), count
@@ -205,26 +222,31 @@ def sync_grad_sums(comm: Communicator, num_features: int, local_sums, error: Exc
 class SyncedStats:
     """What the synchronized forward used: the global batch's statistics.
 
-    - count: values per channel over all ranks
+    - count: values per channel over all ranks (valid positions, with a mask)
     - mean, var, invstd: (C,) float64; var is biased, invstd = 1 / sqrt(var + eps)
+    - mask: this rank's padding mask (None: every position valid)
     """
 
     count: int
     mean: np.ndarray
     var: np.ndarray
     invstd: np.ndarray
+    mask: object = None
 
 
-def synced_forward(comm: Communicator, ops: SyncOps, x, num_features: int, gamma, beta, eps: float):
+def synced_forward(comm: Communicator, ops: SyncOps, x, num_features: int, gamma, beta, eps: float, mask=None):
     """Batch norm of this rank's shard ``x`` with the global batch's statistics.
 
-    gamma, beta: (C,) float64. Every check on x happens inside the exchange.
-    Returns (y, SyncedStats); an empty shard gives an empty y.
+    gamma, beta: (C,) float64; mask: None, or bool (N, *spatial), True = valid: the
+    statistics are over every rank's valid positions (the valid counts travel with the
+    sums, so ranks may hold any number, none included). Every check on x and the mask
+    happens inside the exchange. Returns (y, SyncedStats); an empty shard gives an empty y.
     """
-    count, mean, var = sync_batch_stats(comm, tuple(x.shape), num_features, lambda: ops.stats(x))
+    count, mean, var = sync_batch_stats(comm, tuple(x.shape), num_features, lambda: ops.stats(x, mask),
+                                        lambda: ops.valid_count(x, mask))
     invstd = 1.0 / np.sqrt(var + eps)
     y = ops.normalize(x, mean, invstd, gamma, beta) if prod(x.shape) else ops.copy(x)
-    return y, SyncedStats(count, mean, var, invstd)
+    return y, SyncedStats(count, mean, var, invstd, mask)
 
 
 def synced_backward(comm: Communicator, ops: SyncOps, dy, x, stats: SyncedStats, gamma,
@@ -240,5 +262,5 @@ def synced_backward(comm: Communicator, ops: SyncOps, dy, x, stats: SyncedStats,
     if empty:
         dx = ops.zeros_like(x)
     else:
-        dx = ops.grad_input(dy, x, stats.mean, stats.invstd, gamma, all_dy, all_dy_xmu, stats.count)
+        dx = ops.grad_input(dy, x, stats.mean, stats.invstd, gamma, all_dy, all_dy_xmu, stats.count, stats.mask)
     return dx, sum_dy_xmu * stats.invstd, sum_dy

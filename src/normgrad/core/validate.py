@@ -179,6 +179,19 @@ def param_dict(param, name: str) -> dict:
     return param
 
 
+def mask_array(mask, x_shape: tuple[int, ...], channel_axis: int) -> np.ndarray:
+    """A padding mask: a bool array (True = valid) of x's shape without its channel axis
+    (``channel_axis``: 1, or -1 for features-last data)."""
+    arr = np.asarray(mask)
+    if arr.dtype != np.bool_:
+        raise TypeError(f"mask must be a bool array (True = valid position), got dtype {arr.dtype}")
+    axis = channel_axis % len(x_shape)
+    want = tuple(x_shape[:axis]) + tuple(x_shape[axis + 1:])
+    if arr.shape != want:
+        raise ValueError(f"mask must have the input's shape without its channel axis, {want}, got {arr.shape}")
+    return arr
+
+
 def enough_values(count: int, what: str) -> None:
     """Training statistics need at least two values per channel."""
     if count < 2:

@@ -35,6 +35,8 @@ class NormCache:
       mode): then x reaches out only through xhat
     - out_shape: shape of x and out as the user sees them
     - gamma_shape, gamma_dtype: dgamma and dbeta come back in these
+    - weights: None, or the padding mask as weights (N, 1, 1, L) against the view (1
+      valid, 0 padding): the statistics were over the valid positions only
     """
 
     kind: str
@@ -50,6 +52,7 @@ class NormCache:
     out_shape: tuple[int, ...]
     gamma_shape: tuple[int, ...]
     gamma_dtype: np.dtype
+    weights: np.ndarray | None = None
 
     @property
     def nbytes(self) -> int:
@@ -63,7 +66,7 @@ def per_channel(a: np.ndarray, view: View) -> np.ndarray:
 
 
 def normalize(kind: str, spec: NormSpec, x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: float,
-              G: int | None = None, stats: tuple[np.ndarray, np.ndarray] | None = None):
+              G: int | None = None, stats: tuple[np.ndarray, np.ndarray] | None = None, weights=None):
     """Normalize ``x`` with batch statistics over the spec's axes (or fixed ``stats``), scale, shift.
 
     Inputs:
@@ -71,6 +74,8 @@ def normalize(kind: str, spec: NormSpec, x: np.ndarray, gamma: np.ndarray, beta:
     - gamma, beta: validated, one value per channel, in the user's shape
     - G: groups, for specs that take them
     - stats: per-channel (mean, var), each (C,), to use instead of batch statistics
+    - weights: (N, L) of the view, 1 for a valid position, 0 for padding
+      (``NormSpec.mask_weights``): statistics over the valid positions only
     Returns a tuple of:
     - out: x's shape and dtype
     - cache: a NormCache; ``cache.mean``/``cache.var`` are the statistics used
@@ -78,11 +83,12 @@ def normalize(kind: str, spec: NormSpec, x: np.ndarray, gamma: np.ndarray, beta:
     dtype = x.dtype
     view = spec.view(x.shape, G)
     xv = x.reshape(view)
+    w = None if weights is None or stats is not None else weights.reshape(view[0], 1, 1, view[3])
     if stats is None and not spec.centered:  # RMS norm: var is the mean square, nothing subtracted
-        var = mean_square(xv, spec.reduce_axes)
+        var = mean_square(xv, spec.reduce_axes, w)
         mean, xmu = np.zeros_like(var), xv.copy()
     elif stats is None:
-        mean, var, xmu = moments(xv, spec.reduce_axes)
+        mean, var, xmu = moments(xv, spec.reduce_axes, w)
         if not np.isfinite(var).all():
             raise ValueError("x: the variance of some channel overflows float64 (values near 1e154 or beyond); "
                              "rescale x")
@@ -98,7 +104,7 @@ def normalize(kind: str, spec: NormSpec, x: np.ndarray, gamma: np.ndarray, beta:
     out += per_channel(beta, view).astype(dtype, copy=False)
     cache = NormCache(
         kind=kind, spec=spec, xhat=xhat, gamma=gamma_w, mean=mean, var=var, std=std, invstd=invstd, eps=eps,
-        batch_stats=stats is None, out_shape=x.shape, gamma_shape=gamma.shape, gamma_dtype=gamma.dtype,
+        batch_stats=stats is None, out_shape=x.shape, gamma_shape=gamma.shape, gamma_dtype=gamma.dtype, weights=w,
     )
     return out.reshape(x.shape), cache
 
@@ -129,7 +135,8 @@ def norm_backward(dout, cache: NormCache) -> tuple[np.ndarray, np.ndarray, np.nd
     dgamma, dbeta = param_grads(dout, cache)
     dxhat = dout * cache.gamma
     if cache.batch_stats:
-        dx = normalize_backward(dxhat, cache.xhat, cache.invstd, cache.spec.reduce_axes, cache.spec.centered)
+        dx = normalize_backward(dxhat, cache.xhat, cache.invstd, cache.spec.reduce_axes, cache.spec.centered,
+                                cache.weights)
     else:
         dx = dxhat * cache.invstd
     return dx.reshape(cache.out_shape), dgamma, dbeta

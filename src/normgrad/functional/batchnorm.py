@@ -34,7 +34,7 @@ from .generic import norm_forward
 _BN_KINDS = ("batchnorm",)
 
 
-def batchnorm_forward(x, gamma, beta, bn_param):
+def batchnorm_forward(x, gamma, beta, bn_param, *, mask=None):
     """Batch normalization: out = gamma * (x - mean) / sqrt(var + eps) + beta.
 
     In train mode mean and var are the mini-batch's, per feature, and the
@@ -49,12 +49,15 @@ def batchnorm_forward(x, gamma, beta, bn_param):
       - eps: constant for numeric stability, > 0 (default 1e-5)
       - momentum: constant for the running averages, in [0, 1] (default 0.9)
       - running_mean, running_var: arrays of shape (D,), replaced by new arrays
+    - mask (keyword, normgrad's addition): None, or bool of shape (N,), True = a valid
+      row: in train mode the statistics are those of the valid rows only, every row is
+      normalized with them (the backward gives the true gradient of that function)
     Returns a tuple of:
     - out: output of shape (N, D), x's dtype
     - cache: what batchnorm_backward and batchnorm_backward_alt need
     """
     x = v.checked_input("x", x, 2)
-    return norm_forward(BATCH, x, gamma, beta, bn_param, kind="batchnorm")
+    return norm_forward(BATCH, x, gamma, beta, bn_param, kind="batchnorm", mask=mask)
 
 
 def batchnorm_backward(dout, cache):
@@ -72,6 +75,8 @@ def batchnorm_backward(dout, cache):
     - dbeta: gradient with respect to beta, of shape (D,)
     """
     cache = check_cache(cache, _BN_KINDS, "batchnorm_backward")
+    if cache.weights is not None:  # the gates above are the unmasked graph: a masked forward takes the closed form
+        return norm_backward(dout, cache)
     N, D = cache.out_shape
     dout = working_dout(dout, cache).reshape(N, D)
     dtype = dout.dtype
@@ -131,19 +136,20 @@ def batchnorm_backward_alt(dout, cache):
     return norm_backward(dout, cache)
 
 
-def spatial_batchnorm_forward(x, gamma, beta, bn_param):
+def spatial_batchnorm_forward(x, gamma, beta, bn_param, *, mask=None):
     """Spatial batch normalization: statistics per channel over (N, H, W).
 
     Inputs:
     - x: data of shape (N, C, H, W)
     - gamma, beta: scale and shift, each of shape (C,)
     - bn_param: as for batchnorm_forward
+    - mask (keyword): None, or bool of shape (N, H, W), True = valid position
     Returns a tuple of:
     - out: output of shape (N, C, H, W), x's dtype
     - cache: what spatial_batchnorm_backward needs
     """
     x = v.checked_input("x", x, 4)
-    return norm_forward(BATCH, x, gamma, beta, bn_param, kind="spatial_batchnorm")
+    return norm_forward(BATCH, x, gamma, beta, bn_param, kind="spatial_batchnorm", mask=mask)
 
 
 def spatial_batchnorm_backward(dout, cache):

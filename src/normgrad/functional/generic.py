@@ -18,7 +18,7 @@ from ._norm import NormCache, normalize
 from ._norm import norm_backward as closed_form_backward
 
 
-def norm_forward(spec: NormSpec, x, gamma, beta, param=None, G=None, *, kind: str | None = None,
+def norm_forward(spec: NormSpec, x, gamma, beta, param=None, G=None, *, mask=None, kind: str | None = None,
                  gamma_shapes=None, name: str = "bn_param"):
     """Normalize x as ``spec`` declares, then scale by gamma and shift by beta.
 
@@ -30,6 +30,10 @@ def norm_forward(spec: NormSpec, x, gamma, beta, param=None, G=None, *, kind: st
       statistics also mode ('train'/'test', required), momentum (0.9),
       running_mean and running_var ((C,), replaced by new arrays in train mode)
     - G: groups, for a spec whose groups are given
+    - mask: bool, x's shape without its channel axis, True = valid position: in
+      training the statistics (and the running averages, the unbiased variance from
+      the valid count) are over the valid positions only; every position is
+      normalized with them (test mode: the running statistics, mask unused)
     Returns a tuple of:
     - out: output of x's shape and dtype
     - cache: what norm_backward needs
@@ -45,20 +49,24 @@ def norm_forward(spec: NormSpec, x, gamma, beta, param=None, G=None, *, kind: st
     G = spec.num_groups(C, G)
     eps = v.eps_value(param.get("eps", 1e-5), x.dtype)
     kind = kind or spec.name
+    weights = None if mask is None else spec.mask_weights(mask, x.shape, G, x.dtype)
     if not spec.running_stats:
-        return normalize(kind, spec, x, gamma, beta, eps, G)
+        if weights is not None and spec.across == "batch":
+            v.enough_values(int(weights.sum()), f"input of shape {x.shape} with its mask")
+        return normalize(kind, spec, x, gamma, beta, eps, G, weights=weights)
     mode = v.mode_value(param, name)
     momentum = v.momentum_value(param.get("momentum", 0.9))
     old = running.read_cs231n(param, C, x.dtype, name)
     if mode == "test":
         param["running_mean"], param["running_var"] = old
         return normalize(kind, spec, x, gamma, beta, eps, G, stats=old)
-    count = spec.count(spec.view(x.shape, G))
-    running.check_count(count, spec.centered, f"input of shape {x.shape}")
-    out, cache = normalize(kind, spec, x, gamma, beta, eps, G)
+    count = running.valid_counts(spec, x.shape, G, weights)
+    running.check_count(count, spec.centered, f"input of shape {x.shape}" + ("" if mask is None else " with its mask"))
+    out, cache = normalize(kind, spec, x, gamma, beta, eps, G, weights=weights)
     stats_shape = spec.stats_shape(spec.view(x.shape, G))
-    mean, var = running.per_channel(cache.mean.reshape(stats_shape), cache.var.reshape(stats_shape), spec.across)
-    running.write_cs231n(param, old, mean, var, count, momentum, x.dtype, spec.centered, name)
+    mean, var = running.batch_moments(running.CS231N, cache.mean.reshape(stats_shape), cache.var.reshape(stats_shape),
+                                      count, spec.across, spec.centered)
+    running.write_cs231n(param, old, mean, var, momentum, x.dtype, name)
     return out, cache
 
 

@@ -15,7 +15,7 @@ from ._norm import check_cache, norm_backward
 from .generic import norm_forward
 
 
-def spatial_groupnorm_forward(x, gamma, beta, G, gn_param):
+def spatial_groupnorm_forward(x, gamma, beta, G, gn_param, *, mask=None):
     """Group normalization over (C/G, H, W) per example and group.
 
     Inputs:
@@ -23,6 +23,8 @@ def spatial_groupnorm_forward(x, gamma, beta, G, gn_param):
     - gamma, beta: scale and shift per channel, each of shape (1, C, 1, 1) or (C,)
     - G: number of groups, an integer that divides C
     - gn_param: dict with optional key eps (default 1e-5)
+    - mask (keyword, normgrad's addition): None, or bool of shape (N, H, W), True = a
+      valid position: each example's group statistics over its valid positions
     Returns a tuple of:
     - out: output of shape (N, C, H, W), x's dtype
     - cache: what spatial_groupnorm_backward needs
@@ -30,7 +32,7 @@ def spatial_groupnorm_forward(x, gamma, beta, G, gn_param):
     x = v.checked_input("x", x, 4)
     C = x.shape[1]
     return norm_forward(GROUP, x, gamma, beta, gn_param, G, kind="spatial_groupnorm",
-                        gamma_shapes=((1, C, 1, 1), (C,)), name="gn_param")
+                        gamma_shapes=((1, C, 1, 1), (C,)), name="gn_param", mask=mask)
 
 
 def spatial_groupnorm_backward(dout, cache):

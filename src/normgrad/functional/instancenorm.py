@@ -17,19 +17,20 @@ from ._norm import check_cache, norm_backward, normalize
 from .generic import norm_forward
 
 
-def instancenorm_forward(x, gamma, beta, in_param):
+def instancenorm_forward(x, gamma, beta, in_param, *, mask=None):
     """Instance normalization: statistics per example and channel over (*spatial).
 
     Inputs:
     - x: data of shape (N, C, *spatial), at least one spatial axis
     - gamma, beta: scale and shift per channel, each of shape (C,)
     - in_param: dict with optional key eps (default 1e-5)
+    - mask (keyword): None, or bool of shape (N, *spatial), True = a valid position
     Returns a tuple of:
     - out: output of x's shape and dtype
     - cache: what instancenorm_backward needs
     """
     x = v.checked_input("x", x, 3, min_ndim=3)
-    return norm_forward(INSTANCE, x, gamma, beta, in_param, kind="instancenorm", name="in_param")
+    return norm_forward(INSTANCE, x, gamma, beta, in_param, kind="instancenorm", name="in_param", mask=mask)
 
 
 def instancenorm_backward(dout, cache):

@@ -73,12 +73,14 @@ def _running(running, C: int, eps: float) -> NormStats:
 
 
 def norm_forward(spec: NormSpec, x, gamma, beta, *, G: int | None = None, eps: float = 1e-5,
-                 running: tuple | None = None, out=None):
+                 running: tuple | None = None, mask=None, out=None):
     """Normalize x as ``spec`` says, scale by gamma and shift by beta (each (C,)).
 
     - G: groups, for specs that take them (group norm)
     - running: (mean, var), each (C,), to use instead of batch statistics
       (evaluation with running statistics)
+    - mask: bool, x's shape without its channel axis, True = valid: the statistics are
+      over the valid positions only, every position is normalized with them
     - out: optional preallocated output, x's shape and dtype
     Returns y (x's shape and dtype) and the NormStats used: (C,) fields for
     batch or running statistics, (N, G) per sample.
@@ -89,44 +91,49 @@ def norm_forward(spec: NormSpec, x, gamma, beta, *, G: int | None = None, eps: f
     eps = v.eps_value(eps, x.dtype)
     groups = spec.num_groups(C, G)
     fixed = None if running is None else _running(running, C, eps)
+    weights = None if mask is None or fixed is not None else spec.mask_weights(mask, x.shape, groups, x.dtype)
     y = check.output(out, x)
     if fixed is not None:
         v.finite("x", x)  # no reduction in this mode to catch it
         channel_affine(_per_channel(spec, x), fixed.mean, fixed.invstd * gamma, beta, _per_channel(spec, y))
         return y, fixed
     if spec.across == "sample":
-        return y, sample_forward(spec, x, gamma, beta, groups, eps, y)
+        return y, sample_forward(spec, x, gamma, beta, groups, eps, y, weights)
     x3 = _per_channel(spec, x)
-    v.enough_values(x.size // C, f"input of shape {x.shape}")
-    stats = NormStats.of(*channel_moments(spec, x3), eps)
+    count = x.size // C if weights is None else int(weights.sum())
+    v.enough_values(count, f"input of shape {x.shape}" + ("" if weights is None else " with its mask"))
+    stats = NormStats.of(*channel_moments(spec, x3, weights), eps)
     channel_affine(x3, stats.mean, stats.invstd * gamma, beta, _per_channel(spec, y))
     return y, stats
 
 
 def norm_backward(spec: NormSpec, dy, x, gamma, stats, *, G: int | None = None, batch_stats: bool = True,
-                  out=None):
-    """Gradients of ``norm_forward``, given its x, gamma and NormStats.
+                  mask=None, out=None):
+    """Gradients of ``norm_forward``, given its x, gamma, NormStats and mask.
 
     ``batch_stats=False``: the statistics were constants (running statistics in
     evaluation). Returns (dx, dgamma, dbeta): dx in x's shape and dtype, the others
-    (C,) float64.
+    (C,) float64. With a mask the sums run over every position (each output depends on
+    the statistics) and reach back through the statistics to the valid positions only.
     """
     x = check.data(x, 1 if spec.features_last else 2)
     dy = check.upstream(dy, x)
     C = spec.channels(x.shape)
     gamma = check.vector("gamma", gamma, C)
     groups = spec.num_groups(C, G)
+    weights = None if mask is None or not batch_stats else spec.mask_weights(mask, x.shape, groups, x.dtype)
     if spec.across == "sample" and batch_stats:
         stats = check.stats(stats, spec.stats_shape(spec.view(x.shape, groups)))
         dx = check.output(out, x)
-        dgamma, dbeta = sample_backward(spec, dy, x, gamma, groups, stats, dx)
+        dgamma, dbeta = sample_backward(spec, dy, x, gamma, groups, stats, dx, weights)
         return dx, dgamma, dbeta
     stats = check.stats(stats, (C,))
     dx = check.output(out, x)
     x3, dy3 = _per_channel(spec, x), _per_channel(spec, dy)
     sum_dy, sum_dy_xmu = channel_grad_sums(dy3, x3, stats.mean)
-    coefs = input_gradient_coefficients(spec, stats, gamma, sum_dy, sum_dy_xmu, x.size // C, bool(batch_stats))
-    channel_grad_input(dy3, x3, stats.mean, *coefs, _per_channel(spec, dx))
+    count = x.size // C if weights is None else float(weights.sum(dtype=np.float64))
+    coefs = input_gradient_coefficients(spec, stats, gamma, sum_dy, sum_dy_xmu, count, bool(batch_stats))
+    channel_grad_input(dy3, x3, stats.mean, *coefs, _per_channel(spec, dx), weights)
     return dx, sum_dy_xmu * stats.invstd, sum_dy
 
 
@@ -166,11 +173,13 @@ def batchnorm_backward(dy, x, gamma, stats, *, training: bool = True, out=None):
 # statistics, exchanged and combined by the caller (normgrad.core.sync), then the
 # elementwise passes with the global statistics.
 
-def batchnorm_stats(x):
+def batchnorm_stats(x, mask=None):
     """Per-channel mean and biased variance of x (N, C, *spatial) over N and the
-    spatial axes: two (C,) float64 arrays, from x.size // C values each."""
+    spatial axes: two (C,) float64 arrays, from x.size // C values each (with a mask,
+    bool (N, *spatial), over its True positions)."""
     x = check.data(x, 2)
-    return channel_moments(BATCH, _per_channel(BATCH, x))
+    weights = None if mask is None else BATCH.mask_weights(mask, x.shape, None, x.dtype)
+    return channel_moments(BATCH, _per_channel(BATCH, x), weights)
 
 
 def batchnorm_normalize(x, mean, invstd, gamma, beta, *, out=None):
@@ -194,14 +203,16 @@ def batchnorm_grad_sums(dy, x, mean):
     return channel_grad_sums(_per_channel(BATCH, dy), _per_channel(BATCH, x), check.vector("mean", mean, x.shape[1]))
 
 
-def batchnorm_grad_input(dy, x, mean, invstd, gamma, sum_dy, sum_dy_xmu, count: int, *, out=None):
+def batchnorm_grad_input(dy, x, mean, invstd, gamma, sum_dy, sum_dy_xmu, count: int, *, mask=None, out=None):
     """dx of a training-mode batch norm whose statistics came from ``count`` values
     per channel (over all processes), given the sums from ``batchnorm_grad_sums``
     added over all processes:
 
         dx = gamma * invstd * (dy - sum_dy / count - (x - mean) * invstd**2 * sum_dy_xmu / count)
 
-    x, dy: (N, C, *spatial); the rest (C,). Returns dx in x's shape and dtype.
+    x, dy: (N, C, *spatial); the rest (C,). With ``mask`` (bool (N, *spatial), the
+    forward's), ``count`` is the valid positions over all processes and the last two
+    terms reach the valid positions only. Returns dx in x's shape and dtype.
     """
     x = check.data(x, 2)
     C = x.shape[1]
@@ -213,7 +224,9 @@ def batchnorm_grad_input(dy, x, mean, invstd, gamma, sum_dy, sum_dy_xmu, count: 
         raise ValueError(f"count must be positive, got {count}")
     dx = check.output(out, x)
     coefs = input_gradient_coefficients(BATCH, NormStats(mean, mean, invstd), gamma, sum_dy, sum_dy_xmu, count)
-    channel_grad_input(_per_channel(BATCH, dy), _per_channel(BATCH, x), mean, *coefs, _per_channel(BATCH, dx))
+    weights = None if mask is None else v.mask_array(mask, x.shape, 1).reshape(x.shape[0], -1).astype(x.dtype)
+    channel_grad_input(_per_channel(BATCH, dy), _per_channel(BATCH, x), mean, *coefs, _per_channel(BATCH, dx),
+                       weights)
     return dx
 
 

@@ -49,11 +49,16 @@ def _finite_or_numpy(name: str, results, numpy_call, *inputs):
     return results
 
 
-def channel_moments(spec: NormSpec, x3: np.ndarray):
-    """Per-channel (mean, biased var), (C,) float64 each, of x (N, C, L); uncentred: (0, mean square)."""
+def channel_moments(spec: NormSpec, x3: np.ndarray, weights: np.ndarray | None = None):
+    """Per-channel (mean, biased var), (C,) float64 each, of x (N, C, L) over its valid
+    positions (weights (N, L) in x's dtype, 1 valid, 0 padding; None: all); uncentred:
+    (0, mean square)."""
+    N, _, L = x3.shape
+    count = N * L if weights is None else float(weights.sum(dtype=np.float64))
     run, chunks = kernel("channel_stats", x3.size)
-    stats = run(x3, spec.centered, chunks)
-    return _finite_or_numpy("x", stats, lambda: _numpy.channel_stats(x3, spec.centered, 1), ("x", x3))
+    stats = run(x3, spec.centered, weights, count, chunks)
+    return _finite_or_numpy("x", stats, lambda: _numpy.channel_stats(x3, spec.centered, weights, count, 1),
+                            ("x", x3))
 
 
 def channel_affine(x3, mean, scale, shift, y3) -> None:
@@ -71,11 +76,12 @@ def channel_grad_sums(dy3, x3, mean):
     return _finite_or_numpy("dy", sums, lambda: _numpy.channel_grad_sums(dy3, x3, hi, lo, 1), ("dy", dy3), ("x", x3))
 
 
-def channel_grad_input(dy3, x3, mean, scale, c1, c2, dx3) -> None:
-    """dx = (dy - c1 - (x - mean) * c2) * scale per channel (float64 (C,) coefficients)."""
+def channel_grad_input(dy3, x3, mean, scale, c1, c2, dx3, weights=None) -> None:
+    """dx = (dy - w * (c1 + (x - mean) * c2)) * scale per channel (float64 (C,)
+    coefficients; w the weights (N, L) of the valid positions, None: all)."""
     hi, lo = split_mean(mean, x3.dtype)
     run, chunks = kernel("channel_grad_input", x3.size)
-    run(dy3, x3, hi, lo, *(c.astype(x3.dtype) for c in (scale, c1, c2)), dx3, chunks)
+    run(dy3, x3, hi, lo, *(c.astype(x3.dtype) for c in (scale, c1, c2)), weights, dx3, chunks)
 
 
 def input_gradient_coefficients(spec: NormSpec, stats: NormStats, gamma, sum_dy, sum_dy_xmu, count: int,
@@ -89,12 +95,13 @@ def input_gradient_coefficients(spec: NormSpec, stats: NormStats, gamma, sum_dy,
     return scale, c1, sum_dy_xmu * stats.invstd**2 / count
 
 
-def sample_forward(spec: NormSpec, x, gamma, beta, groups: int, eps: float, y) -> NormStats:
-    """The row kernels' fused forward: y written, NormStats (N, G) returned."""
+def sample_forward(spec: NormSpec, x, gamma, beta, groups: int, eps: float, y, weights=None) -> NormStats:
+    """The row kernels' fused forward: y written, NormStats (N, G) returned; weights (N, L)
+    of the valid positions (None: all)."""
     x3, y3 = as_channels(spec, x, groups), as_channels(spec, y, groups)
     R = x3.shape[0]
     mean, var, invstd = np.empty(R), np.empty(R), np.empty(R)
-    args = (gamma.astype(x.dtype), beta.astype(x.dtype), groups, eps, spec.centered, y3, mean, var, invstd)
+    args = (gamma.astype(x.dtype), beta.astype(x.dtype), groups, eps, spec.centered, weights, y3, mean, var, invstd)
     run, chunks = kernel("row_forward", x.size)
     run(x3, *args, chunks)
     if not (np.isfinite(mean).all() and np.isfinite(var).all()):
@@ -105,10 +112,10 @@ def sample_forward(spec: NormSpec, x, gamma, beta, groups: int, eps: float, y) -
     return NormStats(mean.reshape(shape), var.reshape(shape), invstd.reshape(shape))
 
 
-def sample_backward(spec: NormSpec, dy, x, gamma, groups: int, stats: NormStats, dx):
+def sample_backward(spec: NormSpec, dy, x, gamma, groups: int, stats: NormStats, dx, weights=None):
     """The row kernels' fused backward: dx written, (dgamma, dbeta) (C,) float64 returned."""
     x3 = as_channels(spec, x, groups)
-    args = (as_channels(spec, dy, groups), x3, gamma.astype(x.dtype), groups, spec.centered,
+    args = (as_channels(spec, dy, groups), x3, gamma.astype(x.dtype), groups, spec.centered, weights,
             stats.mean.reshape(-1), stats.invstd.reshape(-1), as_channels(spec, dx, groups))
     run, chunks = kernel("row_backward", x.size)
     sums = run(*args, chunks)

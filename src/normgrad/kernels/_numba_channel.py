@@ -24,42 +24,55 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._numba_base import FLUSH, column_sums, drain, helper, variants
+from ._numba_base import FLUSH, column_sums, drain, helper, inlined, variants
 
 
 @helper
-def _blocked_sums(x2, lo, hi, shift, acc1, acc2):
-    """acc1 += sum(x2[n] - shift), acc2 += sum((x2[n] - shift)**2) over rows lo..hi-1
-    of x2 (N, C): FLUSH rows at a time in x's dtype, then into the float64 acc."""
+def _blocked_sums(x2, lo, hi, shift, weights, acc1, acc2):
+    """acc1 += sum(x2[n] - shift), acc2 += sum((x2[n] - shift)**2) over the valid rows
+    lo..hi-1 of x2 (N, C) (weights (N, 1): 1 valid, 0 padding; None: all valid): FLUSH
+    rows at a time in x's dtype, then into the float64 acc."""
     C = shift.size
     b1 = np.zeros(C, dtype=x2.dtype)
     b2 = np.zeros(C, dtype=x2.dtype)
     pending = 0
     for n in range(lo, hi):
+        if weights is not None:
+            if weights[n, 0] == 0:
+                continue
         row = x2[n]
         for c in range(C):
             d = row[c] - shift[c]
             b1[c] += d
             b2[c] += d * d
         pending += 1
-        if pending == FLUSH or n == hi - 1:
+        if pending == FLUSH:
             pending = 0
             drain(acc1, acc2, b1, b2)
+    drain(acc1, acc2, b1, b2)
 
 
 @helper
-def _plane_sums(x, lo, hi, shift, acc1, acc2):
-    """As ``_blocked_sums`` for x (N, C, L), L > 1: each plane's sums in float64."""
+def _plane_sums(x, lo, hi, shift, weights, acc1, acc2):
+    """As ``_blocked_sums`` for x (N, C, L), L > 1 (weights (N, L)): each plane's sums in
+    float64."""
     for n in range(lo, hi):
         for c in range(x.shape[1]):
             plane = x[n, c]
             K = np.float64(shift[c])
             a = 0.0
             b = 0.0
-            for i in range(plane.size):
-                d = plane[i] - K
-                a += d
-                b += d * d
+            if weights is None:
+                for i in range(plane.size):
+                    d = plane[i] - K
+                    a += d
+                    b += d * d
+            else:
+                w = weights[n]
+                for i in range(plane.size):
+                    d = (plane[i] - K) * w[i]
+                    a += d
+                    b += d * d
             acc1[c] += a
             acc2[c] += b
 
@@ -81,9 +94,10 @@ def _finish_moments(t1, t2, shift, count, centered):
 
 
 def _stats(loop):
-    def channel_stats(x, centered, nchunks):
-        """Per-channel mean and biased variance of x (N, C, L), float64 (C,) each;
-        uncentred: mean 0 and var the mean square."""
+    def channel_stats(x, centered, weights, count, nchunks):
+        """Per-channel mean and biased variance of x (N, C, L) over its valid positions,
+        float64 (C,) each; uncentred: mean 0 and var the mean square. weights (N, L) in x's
+        dtype, 1 valid and 0 padding (None: all valid); count: valid positions (N * L)."""
         N, C, L = x.shape
         s1 = np.zeros((nchunks, C))
         s2 = np.zeros((nchunks, C))
@@ -95,10 +109,10 @@ def _stats(loop):
         for k in loop(nchunks):
             lo, hi = k * N // nchunks, (k + 1) * N // nchunks
             if L == 1:
-                _blocked_sums(x2, lo, hi, shift, s1[k], s2[k])
+                _blocked_sums(x2, lo, hi, shift, weights, s1[k], s2[k])
             else:
-                _plane_sums(x, lo, hi, shift, s1[k], s2[k])
-        return _finish_moments(column_sums(s1), column_sums(s2), shift, N * L, centered)
+                _plane_sums(x, lo, hi, shift, weights, s1[k], s2[k])
+        return _finish_moments(column_sums(s1), column_sums(s2), shift, count, centered)
     return channel_stats
 
 
@@ -179,23 +193,44 @@ def _grad_sums(loop):
     return channel_grad_sums
 
 
+@inlined
+def _row_grad_input(g, row, out, mean_hi, mean_lo, scale, c1, c2, w):
+    """One row of (N, C) data: out = (g - w * (c1 + (row - mean) * c2)) * scale; w is
+    the row's weight (0 for padding: only the direct path)."""
+    for c in range(row.size):
+        out[c] = (g[c] - w * (c1[c] + ((row[c] - mean_hi[c]) - mean_lo[c]) * c2[c])) * scale[c]
+
+
+@inlined
+def _plane_grad_input(gp, plane, out, mh, ml, s, a, b, w):
+    """One plane of (N, C, L) data: out = (g - w * (a + (plane - mean) * b)) * s; w the
+    plane's weights (L,), or None (all valid)."""
+    if w is None:
+        for i in range(plane.size):
+            out[i] = (gp[i] - a - ((plane[i] - mh) - ml) * b) * s
+    else:
+        for i in range(plane.size):
+            out[i] = (gp[i] - w[i] * (a + ((plane[i] - mh) - ml) * b)) * s
+
+
 def _grad_input(loop):
-    def channel_grad_input(dy, x, mean_hi, mean_lo, scale, c1, c2, dx, nchunks):
-        """dx = (dy - c1 - (x - mean) * c2) * scale per channel; coefficients (C,) in x's dtype."""
+    def channel_grad_input(dy, x, mean_hi, mean_lo, scale, c1, c2, weights, dx, nchunks):
+        """dx = (dy - w * (c1 + (x - mean) * c2)) * scale per channel; coefficients (C,) in
+        x's dtype; w the weights (N, L) of the valid positions (None: all valid), so
+        padding takes only the direct path."""
         N, C, L = x.shape
         x2, d2, o2 = x.reshape((N, C * L)), dy.reshape((N, C * L)), dx.reshape((N, C * L))
+        one = np.ones(1, dtype=x.dtype)
         for k in loop(nchunks):
             for n in range(k * N // nchunks, (k + 1) * N // nchunks):
                 if L == 1:
-                    g, row, out = d2[n], x2[n], o2[n]
-                    for c in range(C):
-                        out[c] = (g[c] - c1[c] - ((row[c] - mean_hi[c]) - mean_lo[c]) * c2[c]) * scale[c]
+                    w = one[0] if weights is None else weights[n, 0]
+                    _row_grad_input(d2[n], x2[n], o2[n], mean_hi, mean_lo, scale, c1, c2, w)
                 else:
                     for c in range(C):
-                        gp, plane, out = dy[n, c], x[n, c], dx[n, c]
-                        mh, ml, s, a, b = mean_hi[c], mean_lo[c], scale[c], c1[c], c2[c]
-                        for i in range(L):
-                            out[i] = (gp[i] - a - ((plane[i] - mh) - ml) * b) * s
+                        wn = None if weights is None else weights[n]
+                        _plane_grad_input(dy[n, c], x[n, c], dx[n, c], mean_hi[c], mean_lo[c], scale[c], c1[c],
+                                          c2[c], wn)
     return channel_grad_input
 
 

@@ -40,6 +40,27 @@ def _row_moments(row, centered):
     return K + m, max(s2 / n - m * m, 0.0)
 
 
+@helper
+def _masked_row_moments(xr, w, centered):
+    """(mean, biased var) in float64 of the valid positions of one row xr (K, L), w (L,)
+    the positions' weights (1 valid, 0 padding), shared by the row's K channels; one
+    pass shifted by the row's first value; uncentred: (0, mean of squares)."""
+    K0 = np.float64(xr[0, 0]) if centered else 0.0
+    s1 = 0.0
+    s2 = 0.0
+    for k in range(xr.shape[0]):
+        plane = xr[k]
+        for i in range(plane.size):
+            d = (plane[i] - K0) * w[i]
+            s1 += d
+            s2 += d * d
+    n = xr.shape[0] * w.sum()
+    m = s1 / n
+    if not centered:
+        return 0.0, s2 / n
+    return K0 + m, max(s2 / n - m * m, 0.0)
+
+
 @inlined
 def _in_dtype(values, buf):
     """The float64 (mean, invstd, ...) of a row as x-dtype scalars: buf[0] = mean_hi,
@@ -70,10 +91,13 @@ def _plane_affine(xr, yr, mh, ml, invstd, gamma, beta):
 
 
 def _forward(loop):
-    def row_forward(x, gamma, beta, G, eps, centered, y, mean, var, invstd, nchunks):
+    def row_forward(x, gamma, beta, G, eps, centered, weights, y, mean, var, invstd, nchunks):
         """Statistics of each row of x (R, K, L) and y = xhat * gamma + beta per channel.
 
-        gamma, beta: (G*K,) in x's dtype. Writes y and mean, var, invstd (R,) in float64.
+        gamma, beta: (G*K,) in x's dtype; weights (R // G, L) in x's dtype, 1 for a valid
+        position of sample r // G and 0 for padding (None: all valid; L > 1 only): the
+        statistics are over the valid positions, every position is normalized. Writes y
+        and mean, var, invstd (R,) in float64.
         """
         R, K, L = x.shape
         x2, y2 = x.reshape((R, K * L)), y.reshape((R, K * L))
@@ -81,7 +105,10 @@ def _forward(loop):
             stats = np.empty(2)
             buf = np.empty(3, dtype=x.dtype)
             for r in range(ch * R // nchunks, (ch + 1) * R // nchunks):
-                m, v = _row_moments(x2[r], centered)
+                if weights is None:
+                    m, v = _row_moments(x2[r], centered)
+                else:
+                    m, v = _masked_row_moments(x[r], weights[r // G], centered)
                 mean[r], var[r] = m, v
                 invstd[r] = 1.0 / np.sqrt(v + eps)
                 stats[0], stats[1] = m, invstd[r]
@@ -140,19 +167,27 @@ def _flat_grad_input(g, row, out, gamma, mh, ml, invstd, am, bm):
 
 
 @inlined
-def _plane_grad_input(gr, xr, dxr, gamma, mh, ml, invstd, am, bm):
-    """The same over one row of (K, L) planes, channel k scaled by gamma[k]."""
+def _plane_grad_input(gr, xr, dxr, gamma, mh, ml, invstd, am, bm, w):
+    """The same over one row of (K, L) planes, channel k scaled by gamma[k]; w the
+    positions' weights (L,) (None: all valid): padding takes only the direct path."""
     for k in range(xr.shape[0]):
         gk = gamma[k]
         gp, plane, out = gr[k], xr[k], dxr[k]
-        for i in range(plane.size):
-            xh = ((plane[i] - mh) - ml) * invstd
-            out[i] = invstd * (gk * gp[i] - am - xh * bm)
+        if w is None:
+            for i in range(plane.size):
+                xh = ((plane[i] - mh) - ml) * invstd
+                out[i] = invstd * (gk * gp[i] - am - xh * bm)
+        else:
+            for i in range(plane.size):
+                xh = ((plane[i] - mh) - ml) * invstd
+                out[i] = invstd * (gk * gp[i] - w[i] * (am + xh * bm))
 
 
 def _backward(loop):
-    def row_backward(dy, x, gamma, G, centered, mean, invstd, dx, nchunks):
-        """dx (into ``dx``) and dgamma, dbeta (G*K,) float64 of ``row_forward``; gamma in x's dtype."""
+    def row_backward(dy, x, gamma, G, centered, weights, mean, invstd, dx, nchunks):
+        """dx (into ``dx``) and dgamma, dbeta (G*K,) float64 of ``row_forward``; gamma in
+        x's dtype; weights as there (the sums run over every position, the mean and
+        variance paths reach the valid ones)."""
         R, K, L = x.shape
         P = G * K
         x2, d2, o2 = x.reshape((R, K * L)), dy.reshape((R, K * L)), dx.reshape((R, K * L))
@@ -176,12 +211,15 @@ def _backward(loop):
                 else:
                     a, b = _plane_row_sums(dy[r], x[r], gamma[g0:g0 + K], buf[0], buf[1], buf[2],
                                            pg[ch, g0:g0 + K], pb[ch, g0:g0 + K])
-                stats[2], stats[3] = (a / (K * L) if centered else 0.0), b / (K * L)
+                n = K * L if weights is None else K * weights[r // G].sum()
+                stats[2], stats[3] = (a / n if centered else 0.0), b / n
                 _in_dtype(stats, buf)
                 if L == 1:
                     _flat_grad_input(d2[r], x2[r], o2[r], gamma[g0:g0 + K], buf[0], buf[1], buf[2], buf[3], buf[4])
                 else:
-                    _plane_grad_input(dy[r], x[r], dx[r], gamma[g0:g0 + K], buf[0], buf[1], buf[2], buf[3], buf[4])
+                    w = None if weights is None else weights[r // G]
+                    _plane_grad_input(dy[r], x[r], dx[r], gamma[g0:g0 + K], buf[0], buf[1], buf[2], buf[3], buf[4],
+                                      w)
         return column_sums(pg), column_sums(pb)
     return row_backward
 

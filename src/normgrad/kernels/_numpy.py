@@ -16,11 +16,17 @@ from ..core.stats import mean_square, moments, normalize_backward
 _C = (1, -1, 1)  # a (C,) vector against (N, C, L)
 
 
-def channel_stats(x, centered, nchunks):
+def _channel_weights(weights):
+    """weights (N, L) (or None) against x (N, C, L)."""
+    return None if weights is None else weights[:, None, :]
+
+
+def channel_stats(x, centered, weights, count, nchunks):
+    w = _channel_weights(weights)
     if not centered:
-        ms = mean_square(x, (0, 2)).reshape(-1)
+        ms = mean_square(x, (0, 2), w).reshape(-1)
         return np.zeros_like(ms), ms
-    mean, var, _ = moments(x, (0, 2))
+    mean, var, _ = moments(x, (0, 2), w)
     return mean.reshape(-1), var.reshape(-1)
 
 
@@ -38,17 +44,27 @@ def channel_grad_sums(dy, x, mean_hi, mean_lo, nchunks):
     return dy64.sum(axis=(0, 2)), (dy64 * _xmu(x, mean_hi.reshape(_C), mean_lo.reshape(_C))).sum(axis=(0, 2))
 
 
-def channel_grad_input(dy, x, mean_hi, mean_lo, scale, c1, c2, dx, nchunks):
+def channel_grad_input(dy, x, mean_hi, mean_lo, scale, c1, c2, weights, dx, nchunks):
     xmu = _xmu(x, mean_hi.reshape(_C), mean_lo.reshape(_C))
-    dx[...] = (dy.astype(np.float64) - c1.reshape(_C) - xmu * c2.reshape(_C)) * scale.reshape(_C)
+    through_stats = c1.reshape(_C) + xmu * c2.reshape(_C)
+    if weights is not None:
+        through_stats *= _channel_weights(weights)
+    dx[...] = (dy.astype(np.float64) - through_stats) * scale.reshape(_C)
 
 
-def _row_stats(x, centered):
-    """(mean, var) per row of x (R, K, L), shaped (R, 1, 1), float64."""
+def _row_weights(weights, x):
+    """weights (R // G, L) (or None) against x (R, K, L): row r takes sample r // G's."""
+    if weights is None:
+        return None
+    return np.repeat(weights, x.shape[0] // weights.shape[0], axis=0)[:, None, :]
+
+
+def _row_stats(x, centered, w):
+    """(mean, var) per row of x (R, K, L) over its valid positions, shaped (R, 1, 1), float64."""
     if centered:
-        m, s2, _ = moments(x, (1, 2))
+        m, s2, _ = moments(x, (1, 2), w)
         return m, s2
-    ms = mean_square(x, (1, 2))
+    ms = mean_square(x, (1, 2), w)
     return np.zeros_like(ms), ms
 
 
@@ -59,15 +75,15 @@ def _row_params(a, x):
     return np.tile(a.astype(np.float64).reshape(G, K), (R // G, 1)).reshape(R, K, 1)
 
 
-def row_forward(x, gamma, beta, G, eps, centered, y, mean, var, invstd, nchunks):
-    m, s2 = _row_stats(x, centered)
+def row_forward(x, gamma, beta, G, eps, centered, weights, y, mean, var, invstd, nchunks):
+    m, s2 = _row_stats(x, centered, _row_weights(weights, x))
     mean[...], var[...] = m.reshape(-1), s2.reshape(-1)
     invstd[...] = 1.0 / np.sqrt(var + eps)
     xhat = (x.astype(np.float64) - m) * invstd.reshape(-1, 1, 1)
     y[...] = xhat * _row_params(gamma, x) + _row_params(beta, x)
 
 
-def row_backward(dy, x, gamma, G, centered, mean, invstd, dx, nchunks):
+def row_backward(dy, x, gamma, G, centered, weights, mean, invstd, dx, nchunks):
     R, K, L = x.shape
     inv = invstd.reshape(-1, 1, 1)  # against (R, K, L)
     xhat = (x.astype(np.float64) - mean.reshape(-1, 1, 1)) * inv
@@ -75,7 +91,7 @@ def row_backward(dy, x, gamma, G, centered, mean, invstd, dx, nchunks):
     dgamma = (dy64 * xhat).sum(axis=2).reshape(R // G, G * K).sum(axis=0)
     dbeta = dy64.sum(axis=2).reshape(R // G, G * K).sum(axis=0)
     dxhat = dy64 * _row_params(gamma, x)
-    dx[...] = normalize_backward(dxhat, xhat, inv, (1, 2), centered)
+    dx[...] = normalize_backward(dxhat, xhat, inv, (1, 2), centered, _row_weights(weights, x))
     return dgamma, dbeta
 
 

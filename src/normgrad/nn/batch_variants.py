@@ -46,7 +46,7 @@ class _BatchRenorm(_BatchNorm):
         gamma, beta = (a.astype(np.float64) for a in self._gamma_beta())
         scale, shift = variants.renorm_affine(gamma, beta, r, d)
         y = kernels.batchnorm_normalize(x, stats.mean, stats.invstd, scale, shift)
-        self._track(x.shape, stats)
+        self._track(x.size // self.num_features, stats)
         self._saved = Saved(x, stats, True)
         self._correction = (r, d)
         return y

@@ -19,7 +19,7 @@ import numpy as np
 from .. import kernels
 from ..core import validate as v
 from ..core.sync import (Communicator, CountingCommunicator, LocalCommunicator, SyncError, agree_layout,
-                         synced_backward, synced_forward)
+                         synced_backward, synced_forward, valid_count)
 from .module import Module
 from .norm import BatchNorm1d, BatchNorm2d, Saved, _BatchNorm
 
@@ -30,10 +30,14 @@ __all__ = ["SyncBatchNorm", "convert_sync_batchnorm", "allreduce_grads", "shard_
 class _KernelOps:
     """The synchronized step's array operations on NumPy arrays: the fused kernels."""
 
+    valid_count = staticmethod(valid_count)
     stats = staticmethod(kernels.batchnorm_stats)
     normalize = staticmethod(kernels.batchnorm_normalize)
     grad_sums = staticmethod(kernels.batchnorm_grad_sums)
-    grad_input = staticmethod(kernels.batchnorm_grad_input)
+
+    @staticmethod
+    def grad_input(dy, x, mean, invstd, gamma, sum_dy, sum_dy_xmu, count, mask):
+        return kernels.batchnorm_grad_input(dy, x, mean, invstd, gamma, sum_dy, sum_dy_xmu, count, mask=mask)
 
     @staticmethod
     def copy(x):
@@ -70,20 +74,22 @@ class SyncBatchNorm(_BatchNorm):
     def _synced(self) -> bool:
         return self.training and self.comm is not None and self.comm.world_size > 1
 
-    def forward(self, x):
-        """x: (N, C, *spatial), N may be 0 on some ranks. Returns y of x's shape and dtype."""
+    def forward(self, x, mask=None):
+        """x: (N, C, *spatial), N may be 0 on some ranks; mask: None, or bool (N, *spatial),
+        True = valid (the statistics of every rank's valid positions; a rank may have
+        none). Returns y of x's shape and dtype."""
         if not self._synced():
-            return super().forward(x)
+            return super().forward(x, mask)
         if not self._layout_agreed:
             agree_layout(self.comm, self.num_features)
             self._layout_agreed = True
         x = np.asarray(x)  # checked inside the exchange, so a bad input on one rank stops every rank
         self._run_hooks(x)
         gamma, beta = (np.asarray(a, dtype=np.float64) for a in self._gamma_beta())
-        y, stats = synced_forward(self.comm, _KernelOps, x, self.num_features, gamma, beta, self.eps)
+        y, stats = synced_forward(self.comm, _KernelOps, x, self.num_features, gamma, beta, self.eps, mask)
         if self.track_running_stats:
-            self._update_running(stats.count, stats.mean, stats.var)
-        self._saved = Saved(np.ascontiguousarray(x), stats, True)
+            self._track(stats.count, stats)
+        self._saved = Saved(np.ascontiguousarray(x), stats, True, mask)
         return y
 
     def backward(self, dout):

@@ -31,11 +31,13 @@ class Saved:
     - x: the input as the kernels took it (C-contiguous, x's dtype)
     - stats: the NormStats used (batch, per-sample or running statistics)
     - batch_stats: False when the statistics were constants (running statistics)
+    - mask: the padding mask the statistics ignored (None: every position counted)
     """
 
     x: np.ndarray
     stats: NormStats
     batch_stats: bool
+    mask: np.ndarray | None = None
 
 
 class HookHandle:
@@ -141,54 +143,62 @@ class Norm(_NormBase):
             raise ValueError(f"expected input of shape {layout}, got {x.shape}")
         return x
 
-    def forward(self, x):
-        """x: (N, C, *spatial), or (..., C) for a features-last spec. Returns y of x's shape and dtype."""
+    def forward(self, x, mask=None):
+        """x: (N, C, *spatial), or (..., C) for a features-last spec; mask: None, or bool of
+        x's shape without the channel axis, True = valid position (statistics over the
+        valid positions only, every position normalized with them; unused in evaluation
+        with running statistics). Returns y of x's shape and dtype."""
         x = self._checked(x)
+        batch_stats = self.training or not self.track_running_stats
+        weights = None if mask is None or not batch_stats else self.spec.mask_weights(mask, x.shape, self.num_groups)
+        count = running.valid_counts(self.spec, x.shape, self.num_groups, weights)
+        if self.training and self.track_running_stats:
+            running.check_count(count, self.spec.centered, f"input of shape {x.shape}")
         self._run_hooks(x)
         gamma, beta = self._gamma_beta()
-        batch_stats = self.training or not self.track_running_stats
-        if self.training and self.track_running_stats:
-            running.check_count(self.spec.count(self.spec.view(x.shape, self.num_groups)), self.spec.centered,
-                                f"input of shape {x.shape}")
         fixed = None if batch_stats else (self.buffers["running_mean"], self.buffers["running_var"])
-        y, stats = kernels.norm_forward(self.spec, x, gamma, beta, G=self.num_groups, eps=self.eps, running=fixed)
+        mask = None if weights is None else mask
+        y, stats = kernels.norm_forward(self.spec, x, gamma, beta, G=self.num_groups, eps=self.eps, running=fixed,
+                                        mask=mask)
         if self.training and self.track_running_stats:
-            self._track(x.shape, stats)
-        self._saved = Saved(np.ascontiguousarray(x), stats, batch_stats)
+            self._track(count, stats)
+        self._saved = Saved(np.ascontiguousarray(x), stats, batch_stats, mask)
         return y
 
     def backward(self, dout):
-        """dout: y's shape. Returns dx; fills grads['weight'], grads['bias'] when affine."""
+        """dout: y's shape. Returns dx (the true gradient, padding's upstream gradient
+        included); fills grads['weight'], grads['bias'] when affine."""
         saved = self._saved_or_raise()
         gamma, _ = self._gamma_beta()
         dx, dgamma, dbeta = kernels.norm_backward(self.spec, dout, saved.x, gamma, saved.stats, G=self.num_groups,
-                                                  batch_stats=saved.batch_stats)
+                                                  batch_stats=saved.batch_stats, mask=saved.mask)
         self._set_grads(dgamma, dbeta)
         return dx
 
-    def _track(self, shape, stats) -> None:
-        """Blend one batch's statistics into the running ones (PyTorch's rules): across the
-        batch, num_batches_tracked counts and momentum None is a cumulative average; per
-        sample (instance norm), the per-sample statistics averaged over the batch, and
-        momentum None leaves them as they are."""
-        view = self.spec.view(shape, self.num_groups)
-        mean, var = running.per_channel(stats.mean, stats.var, self.spec.across)
+    def _track(self, count, stats) -> None:
+        """Blend one batch's statistics (from ``count`` values each: ``running.valid_counts``)
+        into the running ones (PyTorch's rules): across the batch, num_batches_tracked counts
+        and momentum None is a cumulative average; per sample (instance norm), the
+        per-sample statistics averaged over the batch, and momentum None leaves them as
+        they are."""
+        mean, var = running.batch_moments(running.TORCH, stats.mean, stats.var, count, self.spec.across,
+                                          self.spec.centered)
         if self.spec.across == "batch":
-            self._update_running(self.spec.count(view), mean, var)
+            self._update_running(mean, var)
         elif self.momentum is not None:
-            self._blend(self.spec.count(view), mean, var, self.momentum, 1)
+            self._blend(mean, var, self.momentum, 1)
 
-    def _update_running(self, count: int, mean, var):
-        """Fold one batch's mean and biased variance (from ``count`` values per channel) into the
-        running statistics, counting it in num_batches_tracked."""
+    def _update_running(self, mean, var):
+        """Fold one batch's ``running.batch_moments`` into the running statistics, counting it
+        in num_batches_tracked."""
         tracked = int(self.buffers["num_batches_tracked"]) + 1
-        self._blend(count, mean, var, self.momentum, tracked)
+        self._blend(mean, var, self.momentum, tracked)
         self.buffers["num_batches_tracked"] = np.array(tracked, dtype=np.int64)
 
-    def _blend(self, count, mean, var, momentum, tracked):
+    def _blend(self, mean, var, momentum, tracked):
         b = self.buffers
-        new_mean, new_var = running.updated(running.TORCH, b["running_mean"], b["running_var"], mean, var, count,
-                                            momentum, tracked, self.spec.centered)
+        new_mean, new_var = running.blend_in(running.TORCH, b["running_mean"], b["running_var"], mean, var, momentum,
+                                             tracked)
         b["running_mean"] = new_mean.astype(b["running_mean"].dtype)
         b["running_var"] = new_var.astype(b["running_var"].dtype)
 

@@ -23,7 +23,7 @@ from .. import kernels
 from ..core import running
 from ..core import validate as v
 from ..core.specs import BATCH
-from ..core.sync import Communicator, synced_backward, synced_forward
+from ..core.sync import Communicator, synced_backward, synced_forward, valid_count
 from . import _formulas, ops
 
 
@@ -37,8 +37,12 @@ class _KernelOps:
     """The synchronized step's array operations on CPU float32/float64: the fused kernels."""
 
     @staticmethod
-    def stats(x):
-        return kernels.batchnorm_stats(_np(x))
+    def valid_count(x, mask):
+        return valid_count(x, None if mask is None else mask.detach().cpu().numpy())
+
+    @staticmethod
+    def stats(x, mask):
+        return kernels.batchnorm_stats(_np(x), None if mask is None else mask.detach().cpu().numpy())
 
     @staticmethod
     def normalize(x, mean, invstd, gamma, beta):
@@ -51,10 +55,10 @@ class _KernelOps:
         return kernels.batchnorm_grad_sums(_np(dy), _np(x), mean)
 
     @staticmethod
-    def grad_input(dy, x, mean, invstd, gamma, sum_dy, sum_dy_xmu, count):
+    def grad_input(dy, x, mean, invstd, gamma, sum_dy, sum_dy_xmu, count, mask):
         dx = torch.empty_like(x, memory_format=torch.contiguous_format)
         kernels.batchnorm_grad_input(_np(dy), _np(x), mean, invstd, gamma, sum_dy, sum_dy_xmu, count,
-                                     out=dx.numpy())
+                                     mask=None if mask is None else mask.detach().cpu().numpy(), out=dx.numpy())
         return dx
 
     @staticmethod
@@ -83,10 +87,17 @@ class _TorchOps:
     ``_formulas`` in float32 accumulation (float64 for float64)."""
 
     @staticmethod
-    def stats(x):
+    def valid_count(x, mask):
+        if mask is None:
+            return x.numel() // x.shape[1]
+        ops.check_mask(mask, x, "batch")
+        return int(mask.sum())
+
+    @staticmethod
+    def stats(x, mask):
         if not x.is_floating_point():
             raise TypeError(f"x must be a floating-point tensor, got dtype {x.dtype}")
-        mean, var = _formulas.moments(BATCH, x.detach(), 1)
+        mean, var = _formulas.moments(BATCH, x.detach(), 1, mask)
         return _numpy(mean, "x"), _numpy(var, "x")
 
     @staticmethod
@@ -100,9 +111,9 @@ class _TorchOps:
         return _numpy(sum_dy, "dy"), _numpy(sum_dy_xmu, "dy")
 
     @staticmethod
-    def grad_input(dy, x, mean, invstd, gamma, sum_dy, sum_dy_xmu, count):
+    def grad_input(dy, x, mean, invstd, gamma, sum_dy, sum_dy_xmu, count, mask):
         return _formulas.grad_input(BATCH, dy, x.detach(), *(_channel(a, x) for a in (mean, invstd, gamma, sum_dy,
-                                                                                      sum_dy_xmu)), count, 1)
+                                                                                      sum_dy_xmu)), count, 1, mask)
 
     copy = _KernelOps.copy
     zeros_like = _KernelOps.zeros_like
@@ -140,14 +151,14 @@ class _SyncedBatchNorm(torch.autograd.Function):
     """Batch norm over the global batch of ``comm``'s ranks (eager only)."""
 
     @staticmethod
-    def forward(ctx, x, weight, bias, running_mean, running_var, momentum, eps, comm):
+    def forward(ctx, x, weight, bias, running_mean, running_var, momentum, eps, comm, mask):
         x = x.contiguous()  # at most one copy, shared by every pass here and in backward
         ops_ = _sync_ops(x)
         # every check on x happens inside the exchange, so a bad input on one
         # rank stops all ranks instead of leaving them waiting
         C = _expected_channels(x, weight, bias, running_mean, running_var)
         gamma, beta = _vector("weight", weight, C, 1.0), _vector("bias", bias, C, 0.0)
-        y, synced = synced_forward(comm, ops_, x, C, gamma, beta, eps)
+        y, synced = synced_forward(comm, ops_, x, C, gamma, beta, eps, mask)
         if running_mean is not None and running_var is not None:
             _check_channels("running_mean", running_mean, C)
             _check_channels("running_var", running_var, C)
@@ -167,24 +178,37 @@ class _SyncedBatchNorm(torch.autograd.Function):
         dx, dgamma, dbeta = synced_backward(comm, _sync_ops(x), dy, x, synced, gamma)
         dweight = None if weight_dtype is None else torch.as_tensor(dgamma, dtype=weight_dtype, device=x.device)
         dbias = None if bias_dtype is None else torch.as_tensor(dbeta, dtype=bias_dtype, device=x.device)
-        return dx, dweight, dbias, None, None, None, None, None
+        return dx, dweight, dbias, None, None, None, None, None, None
 
 
-def update_running(running_mean, running_var, mean, var, count: int, momentum: float | None,
-                   num_batches_tracked: int = 1, centered: bool = True) -> None:
+def update_running(running_mean, running_var, mean, var, count, momentum: float | None,
+                   num_batches_tracked=1, centered: bool = True, across: str = "batch") -> None:
     """The TORCH rule (``core.running``) in place: running += w * (batch - running), w the
-    momentum (None: 1 / num_batches_tracked), with the unbiased batch variance (an
-    uncentred norm's mean square as it is)."""
+    momentum (None: 1 / num_batches_tracked), with the unbiased batch variance from
+    ``count`` values (an uncentred norm's mean square as it is; per-sample statistics
+    averaged over the batch, ``count`` then a number or one per sample)."""
     w = running.TORCH.weight(momentum, num_batches_tracked)
+    if isinstance(count, torch.Tensor):  # valid counts of a mask: in the statistics' dtype, not int division's
+        count = count.to(var.dtype)
+    mean, var = running.batch_moments(running.TORCH, mean, var, count, across, centered)
     with torch.no_grad():
         running_mean.lerp_(mean.to(running_mean), w)
-        running_var.lerp_(running.TORCH.batch_var(var, count, centered).to(running_var), w)
+        running_var.lerp_(var.to(running_var), w)
 
 
-def check_batch_norm(input, weight, bias, running_mean, running_var, training: bool) -> None:
+def masked_count(mask, input) -> int | None:
+    """Valid values per channel of a masked batch (None where a compiler traces: it is
+    data-dependent)."""
+    if torch.compiler.is_compiling() or torch.jit.is_tracing():
+        return None
+    return int(mask.sum())
+
+
+def check_batch_norm(input, weight, bias, running_mean, running_var, training: bool, mask=None) -> None:
     """Every check ``batch_norm`` makes of its tensors, so a module can make them before it
     changes any state: input (N, C, *spatial) floating point, the others (C,) or None,
-    more than one value per channel in training, running_var >= 0 in evaluation."""
+    mask None or bool (N, *spatial), more than one (valid) value per channel in training,
+    running_var >= 0 in evaluation."""
     if input.dim() < 2:
         raise ValueError(f"expected input of shape (N, C, ...), got {tuple(input.shape)}")
     if not input.is_floating_point():
@@ -193,14 +217,18 @@ def check_batch_norm(input, weight, bias, running_mean, running_var, training: b
     for name, t in (("weight", weight), ("bias", bias), ("running_mean", running_mean), ("running_var", running_var)):
         if t is not None:
             _check_channels(name, t, C)
-    if training:
+    if mask is not None:
+        ops.check_mask(mask, input, "batch")
+    if training and mask is None:
         v.enough_values(input.numel() // C, f"input of shape {tuple(input.shape)}")
-    elif not (torch.compiler.is_compiling() or torch.jit.is_tracing()) and bool((running_var < 0).any()):
+    elif training and masked_count(mask, input) is not None:
+        v.enough_values(masked_count(mask, input), f"input of shape {tuple(input.shape)} with its mask")
+    elif not training and not (torch.compiler.is_compiling() or torch.jit.is_tracing()) and bool((running_var < 0).any()):
         raise ValueError("running_var must be >= 0 everywhere")
 
 
 def batch_norm(input, running_mean, running_var, weight=None, bias=None, training: bool = False,
-               momentum: float = 0.1, eps: float = 1e-5, *, comm: Communicator | None = None):
+               momentum: float = 0.1, eps: float = 1e-5, *, comm: Communicator | None = None, mask=None):
     """``torch.nn.functional.batch_norm`` on normgrad's operators (same arguments).
 
     input: (N, C, *spatial); weight, bias, running_mean, running_var: (C,) or None.
@@ -208,6 +236,9 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     batch mean and the unbiased batch variance. ``comm`` (keyword only) makes the
     training statistics those of the global batch over its ranks (eager only,
     differentiable once). Otherwise differentiable twice (``create_graph=True``).
+    ``mask`` (keyword only): None, or bool (N, *spatial), True = valid position: in
+    training the statistics (and the running averages, unbiased by the valid count) are
+    those of the valid positions, every position normalized with them.
     """
     if not isinstance(input, torch.Tensor):
         raise TypeError(f"input must be a torch.Tensor, got {type(input).__name__}")
@@ -216,18 +247,18 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     if not training and (running_mean is None or running_var is None):
         raise ValueError("running_mean and running_var are needed when training=False")
     if comm is not None and training:  # checked inside the exchange, on every rank at once
-        return _SyncedBatchNorm.apply(input, weight, bias, running_mean, running_var, momentum, eps, comm)
-    check_batch_norm(input, weight, bias, running_mean, running_var, training)
-    return checked_batch_norm(input, running_mean, running_var, weight, bias, training, momentum, eps)
+        return _SyncedBatchNorm.apply(input, weight, bias, running_mean, running_var, momentum, eps, comm, mask)
+    check_batch_norm(input, weight, bias, running_mean, running_var, training, mask)
+    return checked_batch_norm(input, running_mean, running_var, weight, bias, training, momentum, eps, mask)
 
 
 def checked_batch_norm(input, running_mean, running_var, weight, bias, training: bool, momentum: float | None,
-                       eps: float):
+                       eps: float, mask=None):
     """``batch_norm`` on arguments that passed ``check_batch_norm`` (and eps and momentum
     their checks); momentum None with training: no running update."""
     if training:
-        count = input.numel() // input.shape[1]
-        y, mean, var, _ = ops.apply_norm(input, weight, bias, None, None, "batch", 1, eps)
+        count = input.numel() // input.shape[1] if mask is None else mask.sum()
+        y, mean, var, _ = ops.apply_norm(input, weight, bias, None, None, "batch", 1, eps, mask)
         if running_mean is not None and running_var is not None and momentum is not None:
             update_running(running_mean, running_var, mean, var, count, momentum)
         return y

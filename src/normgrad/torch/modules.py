@@ -43,24 +43,28 @@ class _KernelForward(ReportsPath):
         """The communicator of this forward's synchronized statistics; None: plain batch norm."""
         return None
 
-    def forward(self, input: torch.Tensor) -> torch.Tensor:
+    def forward(self, input: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """input: (N, C, *spatial); mask: None, or bool (N, *spatial), True = valid position:
+        in training the statistics (and the running averages, unbiased by the valid count)
+        are those of the valid positions, every position normalized with them; in
+        evaluation the running statistics are used and the mask only checked."""
         if not torch.compiler.is_compiling():
             self._path, self._input_dim = ops.path_of(input), input.dim()
         batch_stats = self.training or (self.running_mean is None and self.running_var is None)
         if batch_stats and self.synchronizes():
-            return _synced_forward(self, input, torch.compiler.is_compiling())
+            return _synced_forward(self, input, torch.compiler.is_compiling(), mask)
         self._check_input_dim(input)
-        return self._batch_norm(input, batch_stats, None)
+        return self._batch_norm(input, batch_stats, None, mask)
 
     def synchronizes(self) -> bool:
         """Whether a training forward exchanges statistics with other ranks."""
         return False
 
-    def _batch_norm(self, input, batch_stats: bool, comm):
+    def _batch_norm(self, input, batch_stats: bool, comm, mask=None):
         keep_running = not self.training or self.track_running_stats
         if comm is None:  # every check before num_batches_tracked changes (synced: inside the exchange)
             check_batch_norm(input, self.weight, self.bias, self.running_mean if keep_running else None,
-                             self.running_var if keep_running else None, batch_stats)
+                             self.running_var if keep_running else None, batch_stats, mask)
         factor = 0.0 if self.momentum is None else self.momentum
         if self.training and self.track_running_stats and self.num_batches_tracked is not None:
             self.num_batches_tracked.add_(1)
@@ -69,15 +73,15 @@ class _KernelForward(ReportsPath):
         running_var = self.running_var if keep_running else None
         if comm is None:
             return checked_batch_norm(input, running_mean, running_var, self.weight, self.bias, batch_stats, factor,
-                                      self.eps)
+                                      self.eps, mask if batch_stats else None)
         return batch_norm(input, running_mean, running_var, self.weight, self.bias, batch_stats, factor, self.eps,
-                          comm=comm)
+                          comm=comm, mask=mask)
 
 _warned_eager_sync = False
 
 
 @torch.compiler.disable
-def _synced_forward(module, input, compiling: bool):
+def _synced_forward(module, input, compiling: bool, mask=None):
     """SyncBatchNorm's exchange, always eager: under ``torch.compile`` the graph breaks
     here (a one-time warning says so), since the all-reduces run inside the step."""
     global _warned_eager_sync
@@ -88,7 +92,7 @@ def _synced_forward(module, input, compiling: bool):
                       "layer (the rest of the model stays compiled)", stacklevel=2)
     comm = module.communicator()
     module._agree_layout(comm)
-    return module._batch_norm(input, True, comm)
+    return module._batch_norm(input, True, comm, mask)
 
 
 class BatchNorm1d(_KernelForward, torch.nn.BatchNorm1d):

@@ -17,7 +17,7 @@ from math import prod
 import torch
 
 from ..core import running, variants
-from ..core.specs import NormSpec
+from ..core.specs import INSTANCE, NormSpec
 from ..core import validate as v
 from .functional import update_running
 from .modules import BatchNorm1d, BatchNorm2d, BatchNorm3d, ReportsPath, swap_exact
@@ -28,6 +28,24 @@ def _trailing(module, input: torch.Tensor) -> int:
     """D = prod(normalized_shape), after checking input ends with normalized_shape."""
     v.trailing_shape(tuple(input.shape), tuple(module.normalized_shape))
     return prod(module.normalized_shape)
+
+
+def _counts(spec, input, groups, mask, tensor: bool = False):
+    """Values behind each statistic: a number; with a mask, the valid positions (a tensor
+    across the batch, (N, 1) per sample) — with ``tensor`` False, as numbers to check, or
+    None while a compiler traces (data-dependent)."""
+    view = spec.view(tuple(input.shape), groups)
+    if mask is None:
+        return spec.count(view)
+    if spec.across == "batch":
+        counts = mask.sum()
+    else:
+        counts = mask.reshape(view[0], view[3]).sum(dim=1, keepdim=True) * view[2]
+    if tensor:
+        return counts
+    if torch.compiler.is_compiling() or torch.jit.is_tracing():
+        return None
+    return counts.cpu().numpy()
 
 
 def _flat(p: torch.Tensor | None) -> torch.Tensor | None:
@@ -72,24 +90,27 @@ class Norm(ReportsPath, torch.nn.Module):
         return (f"{self.spec.name}, {self.num_features}, eps={self.eps}, momentum={self.momentum}, "
                 f"affine={self.affine}, track_running_stats={self.track_running_stats}" + super().extra_repr())
 
-    def forward(self, input):
+    def forward(self, input, mask=None):
+        """input: (N, C, *spatial), or (..., C) features last; mask: None, or bool of the
+        input's shape without the channel axis, True = valid (statistics over the valid
+        positions, every position normalized with them)."""
         self._note_path(input)
         if input.dim() < 2 or self.spec.channels(tuple(input.shape)) != self.num_features:
             layout = f"(..., {self.num_features})" if self.spec.features_last else f"(N, {self.num_features}, ...)"
             raise ValueError(f"expected input of shape {layout}, got {tuple(input.shape)}")
         if not (self.training or not self.track_running_stats):
             return apply_norm(input, self.weight, self.bias, self.running_mean, self.running_var, self.spec.code,
-                              self.groups, self.eps)[0]
-        count = self.spec.count(self.spec.view(tuple(input.shape), self.groups))
-        if self.training and self.track_running_stats:
+                              self.groups, self.eps, mask)[0]
+        count = _counts(self.spec, input, self.groups, mask)
+        if self.training and self.track_running_stats and count is not None:
             running.check_count(count, self.spec.centered, f"input of shape {tuple(input.shape)}")
-        y, mean, var, _ = apply_norm(input, self.weight, self.bias, None, None, self.spec.code, self.groups, self.eps)
+        y, mean, var, _ = apply_norm(input, self.weight, self.bias, None, None, self.spec.code, self.groups, self.eps,
+                                     mask)
         if self.training and self.track_running_stats:
-            self._track(count, mean, var)
+            self._track(_counts(self.spec, input, self.groups, mask, tensor=True), mean, var)
         return y
 
-    def _track(self, count: int, mean, var) -> None:
-        mean, var = running.per_channel(mean, var, self.spec.across)
+    def _track(self, count, mean, var) -> None:
         if self.spec.across == "batch":
             with torch.no_grad():
                 self.num_batches_tracked.add_(1)
@@ -97,7 +118,7 @@ class Norm(ReportsPath, torch.nn.Module):
                            self.num_batches_tracked, self.spec.centered)
         elif self.momentum is not None:  # per sample: torch's instance-norm rule
             update_running(self.running_mean, self.running_var, mean, var, count, self.momentum, 1,
-                           self.spec.centered)
+                           self.spec.centered, "sample")
 
 
 class LayerNorm(ReportsPath, torch.nn.LayerNorm):
@@ -127,11 +148,13 @@ class RMSNorm(ReportsPath, torch.nn.RMSNorm):
 class GroupNorm(ReportsPath, torch.nn.GroupNorm):
     """``torch.nn.GroupNorm`` on normgrad's operators. input: (N, C, *)."""
 
-    def forward(self, input):
+    def forward(self, input, mask=None):
+        """mask: None, or bool (N, *spatial), True = valid: each sample's group statistics
+        over its valid positions, every position normalized with them."""
         self._note_path(input)
         if input.dim() < 2 or input.shape[1] != self.num_channels:
             raise ValueError(f"expected input of shape (N, {self.num_channels}, ...), got {tuple(input.shape)}")
-        return apply_norm(input, self.weight, self.bias, None, None, "group", self.num_groups, self.eps)[0]
+        return apply_norm(input, self.weight, self.bias, None, None, "group", self.num_groups, self.eps, mask)[0]
 
 
 class _InstanceNorm(ReportsPath):
@@ -139,22 +162,32 @@ class _InstanceNorm(ReportsPath):
     them updated in training with ``track_running_stats``; momentum None: no update),
     running statistics in evaluation when tracked. Unbatched input (C, *spatial) too."""
 
-    def forward(self, input):
+    def forward(self, input, mask=None):
+        """mask: None, or bool (N, *spatial) ((*spatial) unbatched), True = valid: each
+        instance's statistics over its valid positions (running averages, when tracked,
+        unbiased by each instance's valid count), every position normalized with them."""
         self._note_path(input)
         self._check_input_dim(input)
         unbatched = input.dim() == self._get_no_batch_dim()
         x = input.unsqueeze(0) if unbatched else input
+        if mask is not None and unbatched:
+            mask = mask.unsqueeze(0)
         if x.shape[1] != self.num_features:
             raise ValueError(f"expected input of shape (N, {self.num_features}, ...), got {tuple(input.shape)}")
         if self.training and x.numel() and x[0, 0].numel() == 1:
             raise ValueError(f"Expected more than 1 spatial element when training, got input size {list(input.shape)}")
         if self.track_running_stats and not self.training:
-            y = apply_norm(x, self.weight, self.bias, self.running_mean, self.running_var, "batch", 1, self.eps)[0]
+            y = apply_norm(x, self.weight, self.bias, self.running_mean, self.running_var, "batch", 1, self.eps,
+                           mask)[0]
         else:
-            y, mean, var, _ = apply_norm(x, self.weight, self.bias, None, None, "instance", 1, self.eps)
-            if self.training and self.track_running_stats and self.momentum is not None:
-                update_running(self.running_mean, self.running_var, *running.per_channel(mean, var, "sample"),
-                               x[0, 0].numel(), self.momentum)
+            tracking = self.training and self.track_running_stats and self.momentum is not None
+            count = _counts(INSTANCE, x, 1, mask)
+            if tracking and count is not None:
+                running.check_count(count, True, f"input of shape {tuple(input.shape)}")
+            y, mean, var, _ = apply_norm(x, self.weight, self.bias, None, None, "instance", 1, self.eps, mask)
+            if tracking:
+                update_running(self.running_mean, self.running_var, mean, var, _counts(INSTANCE, x, 1, mask, True),
+                               self.momentum, 1, True, "sample")
         return y.squeeze(0) if unbatched else y
 
 

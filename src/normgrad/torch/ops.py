@@ -74,12 +74,17 @@ def _stats_shape(x: Tensor, norm: str, groups: int, running: bool) -> tuple[int,
     return spec.stats_shape(spec.view(tuple(x.shape), groups if spec.groups == "given" else None))
 
 
-def _forward_impl(x: Tensor, weight, bias, running_mean, running_var, norm: str, groups: int, eps: float):
+def _np_mask(mask: Tensor | None):
+    return None if mask is None else mask.detach().cpu().numpy()
+
+
+def _forward_impl(x: Tensor, weight, bias, running_mean, running_var, norm: str, groups: int, eps: float,
+                  mask=None):
     """(y, mean, var, invstd) of one norm, outputs never aliasing inputs."""
     spec = from_code(norm)
     running = None if running_mean is None else (running_mean, running_var)
     if not uses_kernels(x):
-        y, mean, var, invstd = _formulas.forward(spec, x, weight, bias, groups, eps, running)
+        y, mean, var, invstd = _formulas.forward(spec, x, weight, bias, groups, eps, running, mask)
         # statistics of x are finite only if x is; with running statistics x itself is scanned
         if running is None and not bool(torch.isfinite(var).all() & torch.isfinite(mean).all()):
             raise ValueError("x contains NaN or Inf (its statistics are not finite)")
@@ -95,31 +100,33 @@ def _forward_impl(x: Tensor, weight, bias, running_mean, running_var, norm: str,
         return y, torch.from_numpy(mean), torch.from_numpy(var), torch.from_numpy(1.0 / np.sqrt(var + eps))
     fixed = None if running is None else (_vector(running_mean, C, 0.0), _vector(running_var, C, 1.0))
     with kernels.sharing_cores_with_torch():
-        _, stats = kernels.norm_forward(spec, _np(x), gamma, beta, G=groups, eps=eps, running=fixed, out=y.numpy())
+        _, stats = kernels.norm_forward(spec, _np(x), gamma, beta, G=groups, eps=eps, running=fixed,
+                                        mask=_np_mask(mask), out=y.numpy())
     # copies: an operator's outputs never share memory with its inputs (the running buffers)
     return y, *(torch.from_numpy(np.array(a, dtype=np.float64)) for a in stats)
 
 
 @torch.library.custom_op("normgrad::norm_forward", mutates_args=())
 def norm_forward(x: Tensor, weight: Optional[Tensor], bias: Optional[Tensor], running_mean: Optional[Tensor],
-                 running_var: Optional[Tensor], norm: str, groups: int, eps: float
+                 running_var: Optional[Tensor], norm: str, groups: int, eps: float, mask: Optional[Tensor] = None
                  ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """(y, mean, var, invstd) of one norm; see the module docstring."""
-    return _forward_impl(x, weight, bias, running_mean, running_var, norm, groups, eps)
+    return _forward_impl(x, weight, bias, running_mean, running_var, norm, groups, eps, mask)
 
 
 @norm_forward.register_fake
-def _(x, weight, bias, running_mean, running_var, norm, groups, eps):
+def _(x, weight, bias, running_mean, running_var, norm, groups, eps, mask=None):
     shape = _stats_shape(x, norm, groups, running_mean is not None)
     stats = [x.new_empty(shape, dtype=stats_dtype(x)) for _ in range(3)]
     return x.new_empty(x.shape), *stats
 
 
-def _backward_impl(dy: Tensor, x: Tensor, weight, mean, var, invstd, norm: str, groups: int, batch_stats: bool):
+def _backward_impl(dy: Tensor, x: Tensor, weight, mean, var, invstd, norm: str, groups: int, batch_stats: bool,
+                   mask=None):
     """(dx, dweight, dbias) of ``_forward_impl``."""
     spec = from_code(norm)
     if not uses_kernels(x):
-        dx, dweight, dbias = _formulas.backward(spec, dy, x, weight, mean, invstd, groups, batch_stats)
+        dx, dweight, dbias = _formulas.backward(spec, dy, x, weight, mean, invstd, groups, batch_stats, mask)
         return dx.contiguous(), dweight, dbias
     C = spec.channels(tuple(x.shape))
     if x.numel() == 0:
@@ -128,30 +135,32 @@ def _backward_impl(dy: Tensor, x: Tensor, weight, mean, var, invstd, norm: str, 
     stats = tuple(_np(s.to(torch.float64)) for s in (mean, var, invstd))
     with kernels.sharing_cores_with_torch():
         _, dweight, dbias = kernels.norm_backward(spec, _np(dy.to(x.dtype)), _np(x), _vector(weight, C, 1.0),
-                                                  stats, G=groups, batch_stats=batch_stats, out=dx.numpy())
+                                                  stats, G=groups, batch_stats=batch_stats, mask=_np_mask(mask),
+                                                  out=dx.numpy())
     return dx, torch.from_numpy(dweight), torch.from_numpy(dbias)
 
 
 @torch.library.custom_op("normgrad::norm_backward", mutates_args=())
 def norm_backward(dy: Tensor, x: Tensor, weight: Optional[Tensor], mean: Tensor, var: Tensor, invstd: Tensor,
-                  norm: str, groups: int, batch_stats: bool) -> tuple[Tensor, Tensor, Tensor]:
+                  norm: str, groups: int, batch_stats: bool, mask: Optional[Tensor] = None
+                  ) -> tuple[Tensor, Tensor, Tensor]:
     """(dx, dweight, dbias) of ``norm_forward`` (dweight, dbias (C,) in the statistics'
     dtype, also when weight or bias is None). ``batch_stats=False``: the statistics
     were constants (running statistics)."""
-    return _backward_impl(dy, x, weight, mean, var, invstd, norm, groups, batch_stats)
+    return _backward_impl(dy, x, weight, mean, var, invstd, norm, groups, batch_stats, mask)
 
 
 @norm_backward.register_fake
-def _(dy, x, weight, mean, var, invstd, norm, groups, batch_stats):
+def _(dy, x, weight, mean, var, invstd, norm, groups, batch_stats, mask=None):
     C = from_code(norm).channels(tuple(x.shape))
     return x.new_empty(x.shape), mean.new_empty((C,)), mean.new_empty((C,))
 
 
 def _setup_context(ctx, inputs, output):
-    x, weight, bias, running_mean, _, norm, groups, eps = inputs
+    x, weight, bias, running_mean, _, norm, groups, eps, mask = inputs
     _, mean, var, invstd = output
     ctx.mark_non_differentiable(mean, var, invstd)
-    ctx.save_for_backward(x, weight, mean, var, invstd)
+    ctx.save_for_backward(x, weight, mean, var, invstd, mask)
     ctx.norm, ctx.groups, ctx.eps, ctx.batch_stats = norm, groups, eps, running_mean is None
     ctx.bias_dtype = None if bias is None else bias.dtype
 
@@ -159,18 +168,19 @@ def _setup_context(ctx, inputs, output):
 def _gradients(ctx, dy, first_order):
     """(dx, dweight, dbias) for the saved forward; ``first_order`` computes them when no
     graph of the backward is being recorded."""
-    x, weight, mean, var, invstd = ctx.saved_tensors
+    x, weight, mean, var, invstd, mask = ctx.saved_tensors
     spec = from_code(ctx.norm)
     if torch.is_grad_enabled():  # create_graph=True: a backward autograd can differentiate again
         if ctx.batch_stats:
-            mean, var = _formulas.moments(spec, x, ctx.groups)
+            mean, var = _formulas.moments(spec, x, ctx.groups, mask)
             invstd = torch.rsqrt(var + ctx.eps)
-        dx, dweight, dbias = _formulas.backward(spec, dy, x, weight, mean, invstd, ctx.groups, ctx.batch_stats)
+        dx, dweight, dbias = _formulas.backward(spec, dy, x, weight, mean, invstd, ctx.groups, ctx.batch_stats, mask)
     else:
-        dx, dweight, dbias = first_order(dy, x, weight, mean, var, invstd, ctx.norm, ctx.groups, ctx.batch_stats)
+        dx, dweight, dbias = first_order(dy, x, weight, mean, var, invstd, ctx.norm, ctx.groups, ctx.batch_stats,
+                                         mask)
     dweight = None if weight is None else dweight.to(weight.dtype)
     dbias = None if ctx.bias_dtype is None else dbias.to(ctx.bias_dtype)
-    return dx, dweight, dbias, None, None, None, None, None
+    return dx, dweight, dbias, None, None, None, None, None, None
 
 
 def _backward(ctx, dy, *_stats_grads):
@@ -195,14 +205,39 @@ class _Eager(torch.autograd.Function):
         return _gradients(ctx, dy, _backward_impl)
 
 
+def check_mask(mask, x: Tensor, norm: str) -> None:
+    """A padding mask must be a bool tensor of x's shape without the channel axis, with a
+    valid position for every statistic (checked eagerly; a compiled graph skips it)."""
+    if not isinstance(mask, Tensor) or mask.dtype != torch.bool:
+        raise TypeError(f"mask must be a bool tensor (True = valid position), got "
+                        f"{mask.dtype if isinstance(mask, Tensor) else type(mask).__name__}")
+    spec = from_code(norm)
+    axis = x.dim() - 1 if spec.features_last else 1
+    want = tuple(x.shape[:axis]) + tuple(x.shape[axis + 1:])
+    if tuple(mask.shape) != want:
+        raise ValueError(f"mask must have the input's shape without its channel axis, {want}, got {tuple(mask.shape)}")
+    if torch.compiler.is_compiling() or torch.jit.is_tracing() or x.numel() == 0:
+        return  # the rest is data-dependent: checked where the data is read
+    valid = mask.reshape(mask.shape[0], -1).any(dim=1) if spec.across == "sample" else mask.any()
+    if not bool(valid.all()):
+        raise ValueError("mask has no valid position" + (" for some sample" if spec.across == "sample" else "")
+                         + ": the statistics need at least one")
+
+
 def apply_norm(x: Tensor, weight: Tensor | None, bias: Tensor | None, running_mean: Tensor | None,
-               running_var: Tensor | None, norm: str, groups: int, eps: float):
+               running_var: Tensor | None, norm: str, groups: int, eps: float, mask: Tensor | None = None):
     """(y, mean, var, invstd): ``torch.ops.normgrad.norm_forward`` when a graph is being
     captured (torch.compile, torch.export, torch.jit.trace, or any tensor subclass), else
-    the same computation called directly (same results, same double backward)."""
+    the same computation called directly (same results, same double backward). ``mask``:
+    bool, x's shape without the channel axis, True = valid (statistics over the valid
+    positions; unused with running statistics)."""
     if not x.is_floating_point():
         raise TypeError(f"input must be a floating-point tensor, got dtype {x.dtype}")
-    args = (x, weight, bias, running_mean, running_var, norm, groups, eps)
+    if mask is not None:
+        check_mask(mask, x, norm)
+        if running_mean is not None:
+            mask = None
+    args = (x, weight, bias, running_mean, running_var, norm, groups, eps, mask)
     if type(x) is not Tensor or torch.compiler.is_compiling() or torch.jit.is_tracing():
         return torch.ops.normgrad.norm_forward(*args)
     return _Eager.apply(*args)
