@@ -263,3 +263,19 @@ def test_a_sample_without_valid_position_is_refused_by_per_sample_norms():
         nn.GroupNorm(2, 4).forward(x, mask)
     with pytest.raises(ValueError, match="no valid position"):
         nt.InstanceNorm1d(4)(torch.tensor(x), torch.tensor(mask))
+
+
+def test_the_padded_sequence_example_shows_what_padding_does():
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parents[2] / "examples" / "masked_sequences.py"
+    out = subprocess.run([sys.executable, str(example)], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    rows = re.findall(r"running mean off by ([\d.]+) std, running var off by ([\d.]+)%, training output moves by "
+                      r"([\d.]+) when padded further", out.stdout)
+    (torch_mean, torch_var, torch_drift), (ours_mean, ours_var, ours_drift) = [tuple(map(float, r)) for r in rows]
+    assert ours_mean < 0.2 < torch_mean and ours_var < 10 < torch_var
+    assert ours_drift == 0.0 < torch_drift
