@@ -339,3 +339,31 @@ def test_pages_show_the_recorded_demo_table():
             assert cells == list(row), f"{page.name}: {cells} != {list(row)}"
         plain = results[0].activation_std[0]
         assert f"from {plain[0]:.2f} in layer 1 to {plain[-1]:.3f} in layer {len(plain)}" in text, page.name
+
+
+def test_study_figures_and_findings_are_the_recorded_runs(tmp_path):
+    """docs/experiments/NAME.png is NAME.json's runs drawn by the studies' plotting code as it
+    is now, and docs/tutorials/studies.md quotes every finding of the recorded runs."""
+    import importlib.util
+    import json
+
+    import matplotlib.image as mpimg
+    import numpy as np
+
+    from normgrad.studies import STUDIES
+
+    spec = importlib.util.spec_from_file_location("_redraw_studies", ROOT / "docs" / "_redraw_studies.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    drawn = module.draw(tmp_path)
+    assert sorted(drawn) == sorted(STUDIES)
+    for name, path in drawn.items():
+        now, committed = mpimg.imread(path), mpimg.imread(ROOT / "docs" / "experiments" / f"{name}.png")
+        assert now.shape == committed.shape and np.abs(now - committed).mean() < 1e-3, \
+            f"docs/experiments/{name}.png is not current: .venv/bin/python docs/_redraw_studies.py"
+    page = " ".join((ROOT / "docs" / "tutorials" / "studies.md").read_text(encoding="utf-8").split())
+    recorded = sorted((ROOT / "docs" / "experiments").glob("*.json"))
+    assert {p.stem for p in recorded} >= set(STUDIES) | {"layernorm-vs-torch"}
+    for path in recorded:
+        for finding in json.loads(path.read_text())["findings"]:
+            assert f"- {' '.join(finding.split())}" in page, f"{path.stem}: {finding}"
