@@ -37,3 +37,27 @@ def test_bench_quick_writes_table_and_json(tmp_path, capsys):
     assert "SyncBatchNorm on 2 processes" in printed
     assert [r["allreduce_calls"] for r in sync] == [2] * len(sync)  # one forward, one backward
     assert all(r["sync_ms"] > 0 and r["plain_ms"] > 0 and r["shard"][0] * 2 == r["shape"][0] for r in sync)
+    masked = report["masked_batchnorm"]
+    assert "masked batch norm" in printed and [r["threads"] for r in masked] == [1, 2]
+    for row in masked:
+        assert set(row["ms"]) == {"normgrad masked", "normgrad unmasked", "torch masked"}
+        assert 0.2 < row["padding"] < 0.4 and all(ms > 0 for ms in row["ms"].values())
+
+
+def test_the_torch_masked_batch_norm_of_the_benchmark_is_right():
+    """The pure-PyTorch masked batch norm timed against normgrad's computes the same thing."""
+    import numpy as np
+    import torch
+
+    from normgrad import kernels
+    from normgrad.bench.masked import padded_batch, torch_masked_batch_norm
+    from normgrad.core.specs import BATCH
+
+    x, dy, gamma, beta, mask = padded_batch((6, 4, 10), 0.3, np.float64)
+    xt = torch.tensor(x, requires_grad=True)
+    y = torch_masked_batch_norm(xt, torch.tensor(gamma), torch.tensor(beta), torch.tensor(mask)[:, None, :] * 1.0)
+    y.backward(torch.tensor(dy))
+    want_y, stats = kernels.norm_forward(BATCH, x, gamma, beta, mask=mask)
+    want_dx, _, _ = kernels.norm_backward(BATCH, dy, x, gamma, stats, mask=mask)
+    np.testing.assert_allclose(y.detach().numpy(), want_y, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(xt.grad.numpy(), want_dx, rtol=1e-10, atol=1e-10)

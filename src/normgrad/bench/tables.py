@@ -77,3 +77,19 @@ def compiled_table(console, rows: list[dict]) -> None:
                       f"{ms['normgrad compiled']:.3f}", f"{ms['normgrad compiled'] / ms['torch.nn compiled']:.2f}x",
                       f"{first['torch.nn']:.1f} / {first['normgrad']:.1f}")
     console.print(table)
+
+
+def masked_table(console, rows: list[dict]) -> None:
+    table = _table("masked batch norm, float32 forward + backward, median ms",
+                   ["shape", "padding", "threads", "normgrad masked", "normgrad unmasked", "torch ops masked",
+                    "vs unmasked", "vs torch"],
+                   caption="the same padded tensor; normgrad masked: the mask in the fused statistics and input "
+                           "gradient; torch ops masked: masked mean and variance in torch operations, autograd")
+    for r in rows:
+        ms = r["ms"]
+        torch_ms = ms.get("torch masked")
+        table.add_row("x".join(map(str, r["shape"])), f"{100 * r['padding']:.0f}%", str(r["threads"]),
+                      f"{ms['normgrad masked']:.3f}", f"{ms['normgrad unmasked']:.3f}",
+                      "-" if torch_ms is None else f"{torch_ms:.3f}", f"{r['vs_unmasked']:.2f}x",
+                      "-" if torch_ms is None else f"{r['vs_torch_masked']:.2f}x")
+    console.print(table)
