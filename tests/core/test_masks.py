@@ -279,3 +279,20 @@ def test_the_padded_sequence_example_shows_what_padding_does():
     (torch_mean, torch_var, torch_drift), (ours_mean, ours_var, ours_drift) = [tuple(map(float, r)) for r in rows]
     assert ours_mean < 0.2 < torch_mean and ours_var < 10 < torch_var
     assert ours_drift == 0.0 < torch_drift
+
+
+def test_export_keeps_the_mask_and_runs():
+    x, mask = _padded((4, 5, 9), seed=9)
+    xt, mt = torch.tensor(x, dtype=torch.float32), torch.tensor(mask)
+    program = torch.export.export(nt.BatchNorm1d(5).train(), (xt, mt))
+    assert "normgrad.norm_forward" in str(program.graph)
+    torch.testing.assert_close(program.module()(xt, mt), nt.BatchNorm1d(5).train()(xt, mt))
+
+
+def test_bfloat16_on_the_torch_ops_path(monkeypatch):
+    x, mask = _padded((4, 5, 9), seed=10)
+    want = reference(BATCH, x, mask, np.ones(5), np.zeros(5), np.zeros(x.shape))[0]
+    y = nt.BatchNorm1d(5, dtype=torch.bfloat16)(torch.tensor(x, dtype=torch.bfloat16), torch.tensor(mask))
+    assert y.dtype == torch.bfloat16
+    valid = np.broadcast_to(mask[:, None, :], x.shape)
+    np.testing.assert_allclose(y.detach().float().numpy()[valid], want[valid], atol=0.05)
