@@ -239,6 +239,15 @@ def test_docs_command_builds_the_site():
     assert re.search(r"^\s*docs\)", run_sh, re.M) and "mkdocs" in run_sh and "--strict" in run_sh
 
 
+def test_the_test_extra_builds_the_site_as_the_docs_extra_does():
+    """./run.sh test builds the site with the versions ./run.sh docs installs, all pinned."""
+    import tomllib
+
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert extras["docs"] and set(extras["docs"]) <= set(extras["test"])
+    assert all("==" in requirement for requirement in extras["docs"])
+
+
 # --- pictures ---------------------------------------------------------------------------
 
 def test_graph_picture_is_current(tmp_path):
