@@ -13,12 +13,18 @@ _ITEM = re.compile(r"^(\s*)[-*] \S")
 
 
 def markdown_lists(text: str) -> str:
-    """``text`` with a blank line before each list that follows a paragraph line, and
-    nested items (indented by 2) indented by 4."""
+    """``text`` with a blank line before each list that follows a paragraph line, nested
+    items (indented by 2) indented by 4, and a blank line between a line ending in ":" and
+    the indented block under it (a code block, as the docstring shows it)."""
     out: list[str] = []
     in_code = in_list = False
     for line in text.splitlines():
-        if line.startswith("    ") and (not out or not out[-1].strip() or in_code) and not _ITEM.match(line):
+        prev = out[-1] if out else ""
+        if line.startswith("    ") and not _ITEM.match(line) and not in_code and prev.rstrip().endswith(":") \
+                and not prev.startswith(" ") and not _ITEM.match(prev):
+            out.append("")  # "...:" then an indented formula: a code block, not a run-on paragraph
+            prev = ""
+        if line.startswith("    ") and (not prev.strip() or in_code) and not _ITEM.match(line):
             in_code = True  # an indented code block: leave as it is
         elif line.strip():
             in_code = False

@@ -376,3 +376,16 @@ def test_study_figures_and_findings_are_the_recorded_runs(tmp_path):
     for path in recorded:
         for finding in json.loads(path.read_text())["findings"]:
             assert f"- {' '.join(finding.split())}" in page, f"{path.stem}: {finding}"
+
+
+def test_docstrings_render_as_markdown_lists_and_code():
+    """docs/_griffe.py: CS231n-style docstrings become Markdown lists and code blocks."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("_griffe", ROOT / "docs" / "_griffe.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    text = "Formula:\n    dx = a - b\nInputs:\n- x: data of shape (N, D)\n  - eps: > 0\nReturns a tuple of:\n- out: (N, D)"
+    assert module.markdown_lists(text).splitlines() == [
+        "Formula:", "", "    dx = a - b", "Inputs:", "", "- x: data of shape (N, D)", "    - eps: > 0", "",
+        "Returns a tuple of:", "", "- out: (N, D)"]
