@@ -167,8 +167,6 @@ BAD = {
                 "floating-point"),
     "channels": (lambda: nt.BatchNorm1d(4)(X), ValueError, r"weight must have shape \(3,\)"),
     "one value per channel": (lambda: nt.BatchNorm1d(3)(X[:1]), ValueError, "more than 1 value per channel"),
-    "NaN train": (lambda: nt.BatchNorm1d(3)(_with_bad_value(float("nan"))), ValueError, "NaN"),
-    "Inf eval": (lambda: nt.BatchNorm1d(3).eval()(_with_bad_value(float("inf"))), ValueError, "NaN or Inf"),
     "eval without stats": (lambda: nt.batch_norm(X, None, None), ValueError, "running_mean and running_var"),
     "eps 0": (lambda: nt.batch_norm(X, None, None, training=True, eps=0.0), ValueError, "eps"),
     "momentum 2": (lambda: nt.batch_norm(X, None, None, training=True, momentum=2.0), ValueError, "momentum"),

@@ -136,7 +136,7 @@ def test_revert_torch_sync_batchnorm():
     conv = _trained_eval(torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.ReLU(),
                                              torch.nn.BatchNorm2d(4)), (8, 3, 5, 5))
     reverted = nt.revert_sync_batchnorm(torch.nn.SyncBatchNorm.convert_sync_batchnorm(copy.deepcopy(conv)))
-    _check_reverted(reverted, conv, torch.randn(2, 3, 5, 5), [nt.BatchNorm2d, nt.BatchNorm2d])
+    _check_reverted(reverted, conv, torch.randn(2, 3, 5, 5), [nt.BatchNorm, nt.BatchNorm])  # rank unknown
     mlp = _trained_eval(torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4)), (8, 3))
     reverted = nt.revert_sync_batchnorm(torch.nn.SyncBatchNorm.convert_sync_batchnorm(copy.deepcopy(mlp)),
                                         kind=nt.BatchNorm1d)  # torch's layers never saw an input here
@@ -153,7 +153,6 @@ BAD = {
     "virtual batch type": (lambda: nt.GhostBatchNorm1d(4, virtual_batch_size=2.0), TypeError, "virtual_batch_size"),
     "ghost chunk of one": (lambda: nt.GhostBatchNorm1d(4, virtual_batch_size=3)(torch.randn(7, 4)), ValueError,
                            "last chunk of 1 row"),
-    "instance NaN": (lambda: nt.InstanceNorm1d(4)(torch.full((2, 4, 3), float("nan"))), ValueError, "NaN"),
 }
 
 

@@ -33,6 +33,7 @@ from .distributed import TorchCommunicator
 from .functional import batch_norm
 from .launch import RankFailed, run_local
 from .modules import (
+    BatchNorm,
     BatchNorm1d,
     BatchNorm2d,
     BatchNorm3d,
@@ -48,13 +49,14 @@ from .norms import (
     GroupNorm,
     InstanceNorm1d,
     InstanceNorm2d,
+    InstanceNorm3d,
     LayerNorm,
     Norm,
     RMSNorm,
     convert_norms,
 )
 
-__all__ = ["Norm", "BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "SyncBatchNorm", "LayerNorm", "GroupNorm", "RMSNorm",
-           "InstanceNorm1d", "InstanceNorm2d", "BatchRenorm1d", "BatchRenorm2d", "GhostBatchNorm1d",
+__all__ = ["Norm", "BatchNorm", "BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "SyncBatchNorm", "LayerNorm", "GroupNorm", "RMSNorm",
+           "InstanceNorm1d", "InstanceNorm2d", "InstanceNorm3d", "BatchRenorm1d", "BatchRenorm2d", "GhostBatchNorm1d",
            "GhostBatchNorm2d", "convert_batchnorm", "convert_norms", "revert_sync_batchnorm", "batch_norm",
            "TorchCommunicator", "run_local", "RankFailed", "ops"]

@@ -204,11 +204,13 @@ def masked_count(mask, input) -> int | None:
     return int(mask.sum())
 
 
-def check_batch_norm(input, weight, bias, running_mean, running_var, training: bool, mask=None) -> None:
+def check_batch_norm(input, weight, bias, running_mean, running_var, training: bool, mask=None,
+                     eps: float = 1e-5) -> None:
     """Every check ``batch_norm`` makes of its tensors, so a module can make them before it
     changes any state: input (N, C, *spatial) floating point, the others (C,) or None,
-    mask None or bool (N, *spatial), more than one (valid) value per channel in training,
-    running_var >= 0 in evaluation."""
+    mask None or bool (N, *spatial), more than one (valid) value per channel in training
+    (an empty batch passes, as in torch), eps positive in training, running_var >= 0 in
+    evaluation."""
     if input.dim() < 2:
         raise ValueError(f"expected input of shape (N, C, ...), got {tuple(input.shape)}")
     if not input.is_floating_point():
@@ -217,8 +219,12 @@ def check_batch_norm(input, weight, bias, running_mean, running_var, training: b
     for name, t in (("weight", weight), ("bias", bias), ("running_mean", running_mean), ("running_var", running_var)):
         if t is not None:
             _check_channels(name, t, C)
+    if training and not eps > 0:
+        raise ValueError(f"batch_norm eps must be positive during training, but got {eps}")
     if mask is not None:
         ops.check_mask(mask, input, "batch")
+    if training and input.numel() == 0:
+        return
     if training and mask is None:
         v.enough_values(input.numel() // C, f"input of shape {tuple(input.shape)}")
     elif training and masked_count(mask, input) is not None:
@@ -242,13 +248,13 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     """
     if not isinstance(input, torch.Tensor):
         raise TypeError(f"input must be a torch.Tensor, got {type(input).__name__}")
-    eps = v.eps_value(eps)
+    eps = v.real_value("eps", eps)
     momentum = v.momentum_value(momentum)
     if not training and (running_mean is None or running_var is None):
         raise ValueError("running_mean and running_var are needed when training=False")
     if comm is not None and training:  # checked inside the exchange, on every rank at once
         return _SyncedBatchNorm.apply(input, weight, bias, running_mean, running_var, momentum, eps, comm, mask)
-    check_batch_norm(input, weight, bias, running_mean, running_var, training, mask)
+    check_batch_norm(input, weight, bias, running_mean, running_var, training, mask, eps)
     return checked_batch_norm(input, running_mean, running_var, weight, bias, training, momentum, eps, mask)
 
 
@@ -259,7 +265,7 @@ def checked_batch_norm(input, running_mean, running_var, weight, bias, training:
     if training:
         count = input.numel() // input.shape[1] if mask is None else mask.sum()
         y, mean, var, _ = ops.apply_norm(input, weight, bias, None, None, "batch", 1, eps, mask)
-        if running_mean is not None and running_var is not None and momentum is not None:
+        if running_mean is not None and running_var is not None and momentum is not None and input.numel():
             update_running(running_mean, running_var, mean, var, count, momentum)
         return y
     return ops.apply_norm(input, weight, bias, running_mean, running_var, "batch", 1, eps)[0]

@@ -64,7 +64,7 @@ class _KernelForward(ReportsPath):
         keep_running = not self.training or self.track_running_stats
         if comm is None:  # every check before num_batches_tracked changes (synced: inside the exchange)
             check_batch_norm(input, self.weight, self.bias, self.running_mean if keep_running else None,
-                             self.running_var if keep_running else None, batch_stats, mask)
+                             self.running_var if keep_running else None, batch_stats, mask, self.eps)
         factor = 0.0 if self.momentum is None else self.momentum
         if self.training and self.track_running_stats and self.num_batches_tracked is not None:
             self.num_batches_tracked.add_(1)
@@ -107,6 +107,16 @@ class BatchNorm3d(_KernelForward, torch.nn.BatchNorm3d):
     """``torch.nn.BatchNorm3d`` on normgrad's kernels. input: (N, C, D, H, W)."""
 
 
+class BatchNorm(_KernelForward, _BatchNorm):
+    """Batch norm of any input rank, (N, C) to (N, C, D, H, W): what a ``SyncBatchNorm``
+    whose input rank is unknown reverts to (as mmcv's ``revert_sync_batchnorm`` does).
+    Arguments, parameters, buffers and state-dict keys are batch norm's."""
+
+    def _check_input_dim(self, input):
+        if not 2 <= input.dim() <= 5:
+            raise ValueError(f"expected 2D to 5D input (got {input.dim()}D input)")
+
+
 class SyncBatchNorm(_KernelForward, _BatchNorm):
     """``torch.nn.SyncBatchNorm``'s interface, also on CPU tensors (gloo), and on GPU (NCCL).
 
@@ -129,8 +139,9 @@ class SyncBatchNorm(_KernelForward, _BatchNorm):
     """
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1, affine: bool = True,
-                 track_running_stats: bool = True, process_group=None, device=None, dtype=None, *, timeout=None):
-        super().__init__(num_features, eps, momentum, affine, track_running_stats, device, dtype)
+                 track_running_stats: bool = True, process_group=None, device=None, dtype=None, *, bias: bool = True,
+                 timeout=None):
+        super().__init__(num_features, eps, momentum, affine, track_running_stats, device, dtype, bias=bias)
         self.process_group = process_group
         self.timeout = as_timedelta(timeout)
         self._layout_agreed_on = None  # (process group, world size) the layout was checked on
@@ -211,16 +222,17 @@ def _swap(module, kinds, make):
 
 def revert_sync_batchnorm(module: torch.nn.Module, kind: type | None = None) -> torch.nn.Module:
     """Replace every ``SyncBatchNorm`` (normgrad's or ``torch.nn.SyncBatchNorm``) in
-    ``module`` by normgrad's ``BatchNorm1d/2d/3d``, sharing parameters and buffers and
+    ``module`` by normgrad's ``BatchNorm1d/2d/3d`` or ``BatchNorm``, sharing parameters and buffers and
     keeping the train/eval mode: a model trained with synchronized statistics then
     runs (and exports) in one process.
 
     The class follows the rank of the last input the layer saw (normgrad's records
-    it); for layers that never ran, or torch's, ``kind`` (default ``BatchNorm2d``)."""
+    it); for layers that never ran, or torch's, ``kind``, or by default the rank-agnostic
+    ``BatchNorm`` (any input from 2-D to 5-D)."""
     by_rank = {2: BatchNorm1d, 3: BatchNorm1d, 4: BatchNorm2d, 5: BatchNorm3d}
 
     def make(sync):
-        cls = by_rank.get(getattr(sync, "_input_dim", None), kind or BatchNorm2d)
+        cls = by_rank.get(getattr(sync, "_input_dim", None), kind or BatchNorm)
         return cls(sync.num_features, sync.eps, sync.momentum, sync.affine, sync.track_running_stats)
 
     return _swap(module, (SyncBatchNorm, torch.nn.SyncBatchNorm), make)

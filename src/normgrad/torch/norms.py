@@ -199,6 +199,10 @@ class InstanceNorm2d(_InstanceNorm, torch.nn.InstanceNorm2d):
     """``torch.nn.InstanceNorm2d`` on normgrad's operators. input: (N, C, H, W) or (C, H, W)."""
 
 
+class InstanceNorm3d(_InstanceNorm, torch.nn.InstanceNorm3d):
+    """``torch.nn.InstanceNorm3d`` on normgrad's operators. input: (N, C, D, H, W) or (C, D, H, W)."""
+
+
 class _BatchRenorm:
     """Batch renormalization (Ioffe 2017) in training with running statistics:
     y = weight * (xhat * r + d) + bias (``core.variants``: r and d from the running
@@ -282,6 +286,7 @@ TORCH_TO_NORMGRAD = {
     torch.nn.BatchNorm1d: BatchNorm1d, torch.nn.BatchNorm2d: BatchNorm2d, torch.nn.BatchNorm3d: BatchNorm3d,
     torch.nn.LayerNorm: LayerNorm, torch.nn.GroupNorm: GroupNorm, torch.nn.RMSNorm: RMSNorm,
     torch.nn.InstanceNorm1d: InstanceNorm1d, torch.nn.InstanceNorm2d: InstanceNorm2d,
+    torch.nn.InstanceNorm3d: InstanceNorm3d,
 }
 
 

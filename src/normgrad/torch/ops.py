@@ -38,6 +38,7 @@ from torch import Tensor
 
 from .. import kernels
 from ..core.specs import from_code
+from ..core.validate import NonFiniteError
 from . import _formulas
 
 FORCE_TORCH_OPS = False
@@ -80,30 +81,43 @@ def _np_mask(mask: Tensor | None):
 
 def _forward_impl(x: Tensor, weight, bias, running_mean, running_var, norm: str, groups: int, eps: float,
                   mask=None):
-    """(y, mean, var, invstd) of one norm, outputs never aliasing inputs."""
+    """(y, mean, var, invstd) of one norm, outputs never aliasing inputs. As torch's own
+    norms: an empty batch gives an empty output, NaN and Inf propagate (the kernels refuse
+    them: such a call takes the torch operations), eps is whatever the module holds."""
     spec = from_code(norm)
     running = None if running_mean is None else (running_mean, running_var)
-    if not uses_kernels(x):
-        y, mean, var, invstd = _formulas.forward(spec, x, weight, bias, groups, eps, running, mask)
-        # statistics of x are finite only if x is; with running statistics x itself is scanned
-        if running is None and not bool(torch.isfinite(var).all() & torch.isfinite(mean).all()):
-            raise ValueError("x contains NaN or Inf (its statistics are not finite)")
-        if running is not None and not bool(torch.isfinite(x).all()):
-            raise ValueError("x contains NaN or Inf")
-        # clones: an operator's outputs never share memory with its inputs (the running buffers)
-        return y.contiguous(), mean.clone(), var.clone(), invstd.clone()
+    if x.numel() == 0:
+        return _empty_forward(spec, x, running, groups, eps)
+    if uses_kernels(x) and eps > 0:
+        try:
+            return _kernel_forward(spec, x, weight, bias, running, groups, eps, mask)
+        except NonFiniteError:
+            pass  # NaN/Inf in x or the parameters: the torch operations propagate them
+    y, mean, var, invstd = _formulas.forward(spec, x, weight, bias, groups, eps, running, mask)
+    # clones: an operator's outputs never share memory with its inputs (the running buffers)
+    return y.contiguous(), mean.clone(), var.clone(), invstd.clone()
+
+
+def _kernel_forward(spec, x, weight, bias, running, groups, eps, mask):
     C = spec.channels(tuple(x.shape))
     gamma, beta = _vector(weight, C, 1.0), _vector(bias, C, 0.0)
     y = torch.empty(x.shape, dtype=x.dtype)
-    if x.numel() == 0:  # an empty batch in evaluation: nothing to normalize
-        mean, var = (_vector(r, C, 0.0).copy() for r in running)
-        return y, torch.from_numpy(mean), torch.from_numpy(var), torch.from_numpy(1.0 / np.sqrt(var + eps))
-    fixed = None if running is None else (_vector(running_mean, C, 0.0), _vector(running_var, C, 1.0))
+    fixed = None if running is None else (_vector(running[0], C, 0.0), _vector(running[1], C, 1.0))
     with kernels.sharing_cores_with_torch():
         _, stats = kernels.norm_forward(spec, _np(x), gamma, beta, G=groups, eps=eps, running=fixed,
                                         mask=_np_mask(mask), out=y.numpy())
     # copies: an operator's outputs never share memory with its inputs (the running buffers)
     return y, *(torch.from_numpy(np.array(a, dtype=np.float64)) for a in stats)
+
+
+def _empty_forward(spec, x, running, groups, eps):
+    """An empty batch: an empty output; the running statistics (evaluation) or zeros."""
+    y = torch.empty(x.shape, dtype=x.dtype, device=x.device)
+    if running is not None:
+        mean, var = (r.detach().to(stats_dtype(x)).clone() for r in running)
+    else:
+        mean = var = torch.zeros(_stats_shape(x, spec.code, groups, False), dtype=stats_dtype(x), device=x.device)
+    return y, mean, var.clone(), torch.rsqrt(var + eps)
 
 
 @torch.library.custom_op("normgrad::norm_forward", mutates_args=())
@@ -123,14 +137,23 @@ def _(x, weight, bias, running_mean, running_var, norm, groups, eps, mask=None):
 
 def _backward_impl(dy: Tensor, x: Tensor, weight, mean, var, invstd, norm: str, groups: int, batch_stats: bool,
                    mask=None):
-    """(dx, dweight, dbias) of ``_forward_impl``."""
+    """(dx, dweight, dbias) of ``_forward_impl``; non-finite values propagate, as there."""
     spec = from_code(norm)
-    if not uses_kernels(x):
-        dx, dweight, dbias = _formulas.backward(spec, dy, x, weight, mean, invstd, groups, batch_stats, mask)
-        return dx.contiguous(), dweight, dbias
     C = spec.channels(tuple(x.shape))
     if x.numel() == 0:
-        return torch.zeros(x.shape, dtype=x.dtype), torch.zeros(C, dtype=torch.float64), torch.zeros(C, dtype=torch.float64)
+        zeros = torch.zeros(C, dtype=mean.dtype, device=x.device)
+        return torch.zeros(x.shape, dtype=x.dtype, device=x.device), zeros, zeros.clone()
+    if uses_kernels(x) and mean.dtype == torch.float64:
+        try:
+            return _kernel_backward(spec, dy, x, weight, mean, var, invstd, groups, batch_stats, mask)
+        except NonFiniteError:
+            pass  # NaN/Inf in dy (an overflowing scaled loss), x or the statistics: the torch operations
+    dx, dweight, dbias = _formulas.backward(spec, dy, x, weight, mean, invstd, groups, batch_stats, mask)
+    return dx.contiguous(), dweight.to(mean.dtype), dbias.to(mean.dtype)
+
+
+def _kernel_backward(spec, dy, x, weight, mean, var, invstd, groups, batch_stats, mask):
+    C = spec.channels(tuple(x.shape))
     dx = torch.empty(x.shape, dtype=x.dtype)
     stats = tuple(_np(s.to(torch.float64)) for s in (mean, var, invstd))
     with kernels.sharing_cores_with_torch():
