@@ -133,3 +133,49 @@ def test_reverting_torch_sync_batch_norm_gives_a_batch_norm_of_any_rank():
             x, model[1].running_mean, model[1].running_var, model[1].weight, model[1].bias, False, 0.1, 1e-5))
     with pytest.raises(ValueError, match="expected 2D to 5D input"):
         layer(torch.randn(3))
+
+
+CHANNELS_LAST = {
+    "BatchNorm2d": (lambda: nt.BatchNorm2d(4), lambda: torch.nn.BatchNorm2d(4), (3, 4, 5, 6)),
+    "BatchNorm3d": (lambda: nt.BatchNorm3d(4), lambda: torch.nn.BatchNorm3d(4), (3, 4, 2, 5, 6)),
+    "SyncBatchNorm": (lambda: nt.SyncBatchNorm(4), lambda: torch.nn.BatchNorm2d(4), (3, 4, 5, 6)),
+    "GroupNorm": (lambda: nt.GroupNorm(2, 4), lambda: torch.nn.GroupNorm(2, 4), (3, 4, 5, 6)),
+    "InstanceNorm2d": (lambda: nt.InstanceNorm2d(4, affine=True), lambda: torch.nn.InstanceNorm2d(4, affine=True),
+                       (3, 4, 5, 6)),
+    "RMSNorm 4-D": (lambda: nt.RMSNorm((5, 6)), lambda: torch.nn.RMSNorm((5, 6)), (3, 4, 5, 6)),
+}
+
+
+@pytest.mark.parametrize("name", list(CHANNELS_LAST))
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+def test_channels_last_in_is_channels_last_out(name, training, path):
+    ours, theirs, shape = (f() if callable(f) else f for f in CHANNELS_LAST[name])
+    fmt = torch.channels_last if len(shape) == 4 else torch.channels_last_3d
+    base = torch.randn(shape, generator=torch.Generator().manual_seed(2)) * 2 + 1
+    results = []
+    for module in (ours.train(training), theirs.train(training)):
+        x = base.clone().contiguous(memory_format=fmt).requires_grad_()
+        y = module(x)
+        y.backward(torch.ones_like(y) + y.detach())
+        results.append((y, x.grad))
+    (y, dx), (y_ref, dx_ref) = results
+    assert y.is_contiguous(memory_format=fmt) and dx.is_contiguous(memory_format=fmt)
+    torch.testing.assert_close(y, y_ref, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(dx, dx_ref, rtol=1e-4, atol=1e-4)
+
+
+def test_channels_last_batch_norm_reads_the_input_where_it_lies(monkeypatch):
+    """The kernels get x's own memory (a channels-innermost view), not a contiguous copy."""
+    from normgrad import kernels
+
+    seen = []
+    real = kernels.norm_forward
+
+    def spy(spec, x, *args, **kwargs):
+        seen.append((spec.features_last, x.ctypes.data))
+        return real(spec, x, *args, **kwargs)
+
+    monkeypatch.setattr(kernels, "norm_forward", spy)
+    x = torch.randn(3, 4, 5, 6).contiguous(memory_format=torch.channels_last)
+    nt.BatchNorm2d(4)(x)
+    assert seen == [(True, x.data_ptr())]

@@ -21,7 +21,7 @@ from ..core.specs import INSTANCE, NormSpec
 from ..core import validate as v
 from .functional import update_running
 from .modules import BatchNorm1d, BatchNorm2d, BatchNorm3d, ReportsPath, swap_exact
-from .ops import apply_norm
+from .ops import apply_norm, memory_format
 
 
 def _trailing(module, input: torch.Tensor) -> int:
@@ -129,7 +129,7 @@ class LayerNorm(ReportsPath, torch.nn.LayerNorm):
         D = _trailing(self, input)
         flat = input.reshape(*input.shape[:input.dim() - len(self.normalized_shape)], D)
         y = apply_norm(flat, _flat(self.weight), _flat(self.bias), None, None, "layer", 1, self.eps)[0]
-        return y.reshape(input.shape)
+        return y.reshape(input.shape).contiguous(memory_format=memory_format(input))
 
 
 class RMSNorm(ReportsPath, torch.nn.RMSNorm):
@@ -142,7 +142,7 @@ class RMSNorm(ReportsPath, torch.nn.RMSNorm):
         flat = input.reshape(*input.shape[:input.dim() - len(self.normalized_shape)], D)
         eps = torch.finfo(input.dtype).eps if self.eps is None else self.eps
         y = apply_norm(flat, _flat(self.weight), None, None, None, "rms", 1, eps)[0]
-        return y.reshape(input.shape)
+        return y.reshape(input.shape).contiguous(memory_format=memory_format(input))
 
 
 class GroupNorm(ReportsPath, torch.nn.GroupNorm):

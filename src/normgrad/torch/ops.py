@@ -30,6 +30,7 @@ invstd) have ``spec.stats_shape``: (C,) or (N, G).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Optional
 
 import numpy as np
@@ -58,6 +59,25 @@ def path_of(x: Tensor) -> str:
 
 def stats_dtype(x: Tensor) -> torch.dtype:
     return torch.float64 if uses_kernels(x) else _formulas.accumulation_dtype(x.dtype)
+
+
+def memory_format(x: Tensor) -> torch.memory_format:
+    """x's memory format as torch's norms keep it: channels_last (3d) for a 4-D (5-D) input
+    laid out with channels innermost, else contiguous."""
+    if x.dim() in (4, 5) and not x.is_contiguous():
+        cl = torch.channels_last if x.dim() == 4 else torch.channels_last_3d
+        if x.is_contiguous(memory_format=cl):
+            return cl
+    return torch.contiguous_format
+
+
+def _channels_innermost(spec, x: Tensor):
+    """(spec, permutation) to run batch statistics of a channels-last x on its memory as it
+    is: x viewed as (N, *spatial, C) by a features-last spec; None when x is not such."""
+    if spec.across != "batch" or spec.features_last or memory_format(x) == torch.contiguous_format:
+        return None
+    order = (0, *range(2, x.dim()), 1)
+    return replace(spec, features_last=True), order
 
 
 def _np(t: Tensor) -> np.ndarray:
@@ -95,17 +115,23 @@ def _forward_impl(x: Tensor, weight, bias, running_mean, running_var, norm: str,
             pass  # NaN/Inf in x or the parameters: the torch operations propagate them
     y, mean, var, invstd = _formulas.forward(spec, x, weight, bias, groups, eps, running, mask)
     # clones: an operator's outputs never share memory with its inputs (the running buffers)
-    return y.contiguous(), mean.clone(), var.clone(), invstd.clone()
+    return y.contiguous(memory_format=memory_format(x)), mean.clone(), var.clone(), invstd.clone()
 
 
 def _kernel_forward(spec, x, weight, bias, running, groups, eps, mask):
     C = spec.channels(tuple(x.shape))
     gamma, beta = _vector(weight, C, 1.0), _vector(bias, C, 0.0)
-    y = torch.empty(x.shape, dtype=x.dtype)
     fixed = None if running is None else (_vector(running[0], C, 0.0), _vector(running[1], C, 1.0))
+    xs, inner = x, _channels_innermost(spec, x)
+    y = torch.empty_like(x, memory_format=memory_format(x) if inner else torch.contiguous_format)
+    ys = y
+    if inner is not None:  # channels last: the same memory, channels innermost, no copy
+        spec, order = inner
+        xs, ys = x.permute(order), y.permute(order)
     with kernels.sharing_cores_with_torch():
-        _, stats = kernels.norm_forward(spec, _np(x), gamma, beta, G=groups, eps=eps, running=fixed,
-                                        mask=_np_mask(mask), out=y.numpy())
+        _, stats = kernels.norm_forward(spec, _np(xs), gamma, beta, G=groups, eps=eps, running=fixed,
+                                        mask=_np_mask(mask), out=ys.numpy())
+    y = y.contiguous(memory_format=memory_format(x))  # per-sample norms: computed contiguous, given back as x lies
     # copies: an operator's outputs never share memory with its inputs (the running buffers)
     return y, *(torch.from_numpy(np.array(a, dtype=np.float64)) for a in stats)
 
@@ -132,7 +158,7 @@ def norm_forward(x: Tensor, weight: Optional[Tensor], bias: Optional[Tensor], ru
 def _(x, weight, bias, running_mean, running_var, norm, groups, eps, mask=None):
     shape = _stats_shape(x, norm, groups, running_mean is not None)
     stats = [x.new_empty(shape, dtype=stats_dtype(x)) for _ in range(3)]
-    return x.new_empty(x.shape), *stats
+    return torch.empty_like(x, memory_format=memory_format(x)), *stats
 
 
 def _backward_impl(dy: Tensor, x: Tensor, weight, mean, var, invstd, norm: str, groups: int, batch_stats: bool,
@@ -149,18 +175,22 @@ def _backward_impl(dy: Tensor, x: Tensor, weight, mean, var, invstd, norm: str, 
         except NonFiniteError:
             pass  # NaN/Inf in dy (an overflowing scaled loss), x or the statistics: the torch operations
     dx, dweight, dbias = _formulas.backward(spec, dy, x, weight, mean, invstd, groups, batch_stats, mask)
-    return dx.contiguous(), dweight.to(mean.dtype), dbias.to(mean.dtype)
+    return dx.contiguous(memory_format=memory_format(x)), dweight.to(mean.dtype), dbias.to(mean.dtype)
 
 
 def _kernel_backward(spec, dy, x, weight, mean, var, invstd, groups, batch_stats, mask):
     C = spec.channels(tuple(x.shape))
-    dx = torch.empty(x.shape, dtype=x.dtype)
     stats = tuple(_np(s.to(torch.float64)) for s in (mean, var, invstd))
+    dy, xs, inner = dy.to(x.dtype), x, _channels_innermost(spec, x)
+    dx = torch.empty_like(x, memory_format=memory_format(x) if inner else torch.contiguous_format)
+    dxs = dx
+    if inner is not None:
+        spec, order = inner
+        dy, xs, dxs = dy.permute(order), x.permute(order), dx.permute(order)
     with kernels.sharing_cores_with_torch():
-        _, dweight, dbias = kernels.norm_backward(spec, _np(dy.to(x.dtype)), _np(x), _vector(weight, C, 1.0),
-                                                  stats, G=groups, batch_stats=batch_stats, mask=_np_mask(mask),
-                                                  out=dx.numpy())
-    return dx, torch.from_numpy(dweight), torch.from_numpy(dbias)
+        _, dweight, dbias = kernels.norm_backward(spec, _np(dy), _np(xs), _vector(weight, C, 1.0), stats, G=groups,
+                                                  batch_stats=batch_stats, mask=_np_mask(mask), out=dxs.numpy())
+    return dx.contiguous(memory_format=memory_format(x)), torch.from_numpy(dweight), torch.from_numpy(dbias)
 
 
 @torch.library.custom_op("normgrad::norm_backward", mutates_args=())
@@ -176,7 +206,7 @@ def norm_backward(dy: Tensor, x: Tensor, weight: Optional[Tensor], mean: Tensor,
 @norm_backward.register_fake
 def _(dy, x, weight, mean, var, invstd, norm, groups, batch_stats, mask=None):
     C = from_code(norm).channels(tuple(x.shape))
-    return x.new_empty(x.shape), mean.new_empty((C,)), mean.new_empty((C,))
+    return torch.empty_like(x, memory_format=memory_format(x)), mean.new_empty((C,)), mean.new_empty((C,))
 
 
 def _setup_context(ctx, inputs, output):
