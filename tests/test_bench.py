@@ -42,6 +42,9 @@ def test_bench_quick_writes_table_and_json(tmp_path, capsys):
     for row in masked:
         assert set(row["ms"]) == {"normgrad masked", "normgrad unmasked", "torch masked"}
         assert 0.2 < row["padding"] < 0.4 and all(ms > 0 for ms in row["ms"].values())
+    layouts = report["channels_last"]
+    assert "channels_last input" in printed and len(layouts) == 4
+    assert all(r["ms"]["normgrad"] > 0 and r["ms"]["torch"] > 0 and r["vs_torch"] > 0 for r in layouts)
 
 
 def test_the_torch_masked_batch_norm_of_the_benchmark_is_right():

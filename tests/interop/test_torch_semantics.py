@@ -179,3 +179,55 @@ def test_channels_last_batch_norm_reads_the_input_where_it_lies(monkeypatch):
     x = torch.randn(3, 4, 5, 6).contiguous(memory_format=torch.channels_last)
     nt.BatchNorm2d(4)(x)
     assert seen == [(True, x.data_ptr())]
+
+
+FUNC = {
+    "GroupNorm": (lambda: nt.GroupNorm(2, 4), (3, 4, 6)),
+    "LayerNorm": (lambda: nt.LayerNorm(6), (3, 4, 6)),
+    "InstanceNorm1d": (lambda: nt.InstanceNorm1d(4, affine=True), (3, 4, 6)),
+    "BatchNorm1d eval": (lambda: nt.BatchNorm1d(4).eval(), (3, 4, 6)),
+    "BatchNorm1d no running stats": (lambda: nt.BatchNorm1d(4, track_running_stats=False), (3, 4, 6)),
+}
+
+
+@pytest.mark.parametrize("name", list(FUNC))
+def test_torch_func_transforms(name):
+    from torch.func import grad, jacrev, jvp, vmap
+
+    make, shape = FUNC[name]
+    module = make().double()
+    x = torch.randn(shape, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    batch = torch.randn((5, *shape), dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+    torch.testing.assert_close(vmap(module)(batch), torch.stack([module(b) for b in batch]))
+    loss = lambda t: module(t).sin().sum()  # noqa: E731
+    xr = x.clone().requires_grad_()
+    want = torch.autograd.grad(loss(xr), xr)[0]
+    torch.testing.assert_close(grad(loss)(x), want)
+    torch.testing.assert_close(jacrev(loss)(x), want)
+    tangent = torch.randn(shape, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
+    torch.testing.assert_close(jvp(loss, (x,), (tangent,))[1], (want * tangent).sum())
+
+
+def test_batched_gradients_and_functional_call():
+    from torch.func import functional_call
+
+    gn = nt.GroupNorm(2, 4).double()
+    x = torch.randn(3, 4, 5, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(gn, (x,), check_batched_grad=True)
+    out = gn(x)
+    v = torch.randn(7, *out.shape, dtype=torch.float64)
+    batched = torch.autograd.grad(out, x, v, is_grads_batched=True)[0]
+    torch.testing.assert_close(batched, torch.stack([torch.autograd.grad(gn(x), x, vi)[0] for vi in v]))
+    bn = nt.BatchNorm1d(4)
+    state = {**dict(bn.named_parameters()), **{k: b.clone() for k, b in bn.named_buffers()}}
+    state["running_mean"] = torch.full((4,), 2.0)
+    y = functional_call(bn.eval(), state, (torch.zeros(6, 4),))
+    torch.testing.assert_close(y, torch.full((6, 4), -2.0 / (1 + 1e-5) ** 0.5))
+
+
+def test_the_operators_batch_under_vmap():
+    from torch.func import vmap
+
+    x = torch.randn(5, 3, 4, 6)
+    ys = vmap(lambda t: torch.ops.normgrad.norm_forward(t, None, None, None, None, "group", 2, 1e-5)[0])(x)
+    torch.testing.assert_close(ys, torch.stack([nt.GroupNorm(2, 4, affine=False)(t) for t in x]))

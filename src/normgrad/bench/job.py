@@ -38,6 +38,7 @@ from .. import kernels
 from ..demo.gradchecks import large_mean_case
 from ..outputs import atomic_write, check_output_file
 from . import bandwidth
+from .layouts import channels_last_rows
 from .masked import masked_rows
 from .norms import CASES, QUICK_CASES, set_threads, time_case
 from .timing import time_blocks
@@ -203,6 +204,12 @@ def run(console, quick: bool = False, json_path: Path | None = None) -> int:
         masked = masked_rows(torch, quick)
     set_threads(os.cpu_count() or 1, torch)
     report.masked_table(console, masked)
+    layouts = []
+    if torch is not None:
+        with console.status("timing channels_last batch and group norm"):
+            layouts = channels_last_rows(torch, quick)
+        set_threads(os.cpu_count() or 1, torch)
+        report.channels_last_table(console, layouts)
     numpy_rows = {f"{'x'.join(map(str, s))} {np.dtype(d).name}": functional_backward_ms(s, d)
                   for s, d in ([((256, 64), np.float32)] if quick else
                                [((4096, 1024), np.float32), ((100, 500), np.float64)])}
@@ -228,7 +235,7 @@ def run(console, quick: bool = False, json_path: Path | None = None) -> int:
         result = {"machine": info, "steady_state_allocations": steady, "bandwidth_gbps": bw, "kernels": rows,
                   "numpy_backward_ms": numpy_rows, "compile_seconds": compile_s, "float32_large_mean_error": errors,
                   "train_step_ms": step_ms, "compiled_models": compiled, "sync_batchnorm": sync,
-                  "masked_batchnorm": masked}
+                  "masked_batchnorm": masked, "channels_last": layouts}
         atomic_write(json_path, lambda tmp: tmp.write_text(json.dumps(result, indent=2)))
         console.print(f"wrote {json_path}")
     return 0

@@ -93,3 +93,14 @@ def masked_table(console, rows: list[dict]) -> None:
                       "-" if torch_ms is None else f"{torch_ms:.3f}", f"{r['vs_unmasked']:.2f}x",
                       "-" if torch_ms is None else f"{r['vs_torch_masked']:.2f}x")
     console.print(table)
+
+
+def channels_last_table(console, rows: list[dict]) -> None:
+    table = _table("channels_last input, float32 forward + backward, median ms",
+                   ["case", "threads", "normgrad", "torch", "ratio"],
+                   caption="the same channels-last tensor through normgrad.torch's module and torch.nn's; "
+                           "ratio: normgrad / torch")
+    for r in rows:
+        table.add_row(r["case"], str(r["threads"]), f"{r['ms']['normgrad']:.3f}", f"{r['ms']['torch']:.3f}",
+                      f"{r['vs_torch']:.2f}x")
+    console.print(table)

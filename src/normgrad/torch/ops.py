@@ -255,7 +255,10 @@ class _Eager(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, dy, *_stats_grads):
-        return _gradients(ctx, dy, _backward_impl)
+        # batched gradients (is_grads_batched, gradcheck's batched check) run this under vmap:
+        # the operator, whose batching rule slices them
+        batched = torch._C._are_functorch_transforms_active() or _wrapped(dy)
+        return _gradients(ctx, dy, torch.ops.normgrad.norm_backward if batched else _backward_impl)
 
 
 def check_mask(mask, x: Tensor, norm: str) -> None:
@@ -277,6 +280,12 @@ def check_mask(mask, x: Tensor, norm: str) -> None:
                          + ": the statistics need at least one")
 
 
+def _wrapped(t: Tensor) -> bool:
+    """A tensor of a torch.func transform (vmap's batched, grad's tracking) rather than plain data."""
+    functorch = torch._C._functorch
+    return bool(functorch.is_batchedtensor(t) or functorch.is_legacy_batchedtensor(t) or functorch.is_gradtrackingtensor(t))
+
+
 def apply_norm(x: Tensor, weight: Tensor | None, bias: Tensor | None, running_mean: Tensor | None,
                running_var: Tensor | None, norm: str, groups: int, eps: float, mask: Tensor | None = None):
     """(y, mean, var, invstd): ``torch.ops.normgrad.norm_forward`` when a graph is being
@@ -291,6 +300,39 @@ def apply_norm(x: Tensor, weight: Tensor | None, bias: Tensor | None, running_me
         if running_mean is not None:
             mask = None
     args = (x, weight, bias, running_mean, running_var, norm, groups, eps, mask)
+    if torch._C._are_functorch_transforms_active() or any(_wrapped(t) for t in (x, weight, bias) if t is not None):
+        # torch.func (vmap, grad, jacrev, jvp, functional_call): the norm in torch operations,
+        # which every transform goes through
+        running = None if running_mean is None else (running_mean, running_var)
+        return _formulas.forward(from_code(norm), x, weight, bias, groups, eps, running, mask)
     if type(x) is not Tensor or torch.compiler.is_compiling() or torch.jit.is_tracing():
         return torch.ops.normgrad.norm_forward(*args)
     return _Eager.apply(*args)
+
+
+def _move_batch(t, dim, size):
+    """``t`` with its vmapped dimension first (broadcast to ``size`` when it has none)."""
+    if t is None:
+        return None
+    if dim is None:
+        return t.unsqueeze(0).expand(size, *t.shape)
+    return t.movedim(dim, 0)
+
+
+def _vmapped(op, n_out, info, in_dims, *args):
+    """A batching rule by slices: the operator on each slice of the vmapped dimension,
+    the results stacked (norms of different slices share nothing)."""
+    size = info.batch_size
+    moved = [_move_batch(a, d, size) if isinstance(a, Tensor) else a for a, d in zip(args, in_dims)]
+    outs = [op(*(m[i] if isinstance(m, Tensor) else m for m in moved)) for i in range(size)]
+    return tuple(torch.stack([o[k] for o in outs]) for k in range(n_out)), (0,) * n_out
+
+
+@norm_forward.register_vmap
+def _(info, in_dims, *args):
+    return _vmapped(torch.ops.normgrad.norm_forward, 4, info, in_dims, *args)
+
+
+@norm_backward.register_vmap
+def _(info, in_dims, *args):
+    return _vmapped(torch.ops.normgrad.norm_backward, 3, info, in_dims, *args)
