@@ -300,12 +300,14 @@ def apply_norm(x: Tensor, weight: Tensor | None, bias: Tensor | None, running_me
         if running_mean is not None:
             mask = None
     args = (x, weight, bias, running_mean, running_var, norm, groups, eps, mask)
+    if torch.compiler.is_compiling() or torch.jit.is_tracing():
+        return torch.ops.normgrad.norm_forward(*args)
     if torch._C._are_functorch_transforms_active() or any(_wrapped(t) for t in (x, weight, bias) if t is not None):
         # torch.func (vmap, grad, jacrev, jvp, functional_call): the norm in torch operations,
         # which every transform goes through
         running = None if running_mean is None else (running_mean, running_var)
         return _formulas.forward(from_code(norm), x, weight, bias, groups, eps, running, mask)
-    if type(x) is not Tensor or torch.compiler.is_compiling() or torch.jit.is_tracing():
+    if type(x) is not Tensor:
         return torch.ops.normgrad.norm_forward(*args)
     return _Eager.apply(*args)
 
