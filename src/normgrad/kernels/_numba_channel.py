@@ -196,9 +196,13 @@ def _grad_sums(loop):
 @inlined
 def _row_grad_input(g, row, out, mean_hi, mean_lo, scale, c1, c2, w):
     """One row of (N, C) data: out = (g - w * (c1 + (row - mean) * c2)) * scale; w is
-    the row's weight (0 for padding: only the direct path)."""
-    for c in range(row.size):
-        out[c] = (g[c] - w * (c1[c] + ((row[c] - mean_hi[c]) - mean_lo[c]) * c2[c])) * scale[c]
+    the row's weight (0 for padding: only the direct path), or None (valid)."""
+    if w is None:
+        for c in range(row.size):
+            out[c] = (g[c] - c1[c] - ((row[c] - mean_hi[c]) - mean_lo[c]) * c2[c]) * scale[c]
+    else:
+        for c in range(row.size):
+            out[c] = (g[c] - w * (c1[c] + ((row[c] - mean_hi[c]) - mean_lo[c]) * c2[c])) * scale[c]
 
 
 @inlined
@@ -220,11 +224,10 @@ def _grad_input(loop):
         padding takes only the direct path."""
         N, C, L = x.shape
         x2, d2, o2 = x.reshape((N, C * L)), dy.reshape((N, C * L)), dx.reshape((N, C * L))
-        one = np.ones(1, dtype=x.dtype)
         for k in loop(nchunks):
             for n in range(k * N // nchunks, (k + 1) * N // nchunks):
                 if L == 1:
-                    w = one[0] if weights is None else weights[n, 0]
+                    w = None if weights is None else weights[n, 0]
                     _row_grad_input(d2[n], x2[n], o2[n], mean_hi, mean_lo, scale, c1, c2, w)
                 else:
                     for c in range(C):
