@@ -41,7 +41,8 @@ import numpy as np
 
 from . import checkpoint, optim
 from .core.validate import NonFiniteError
-from .training import Progress, accuracy, check_data, check_output_prefix, check_settings, update_rule_of
+from .training import (Progress, ProgressSettings, accuracy, check_data, check_output_prefix, check_settings,
+                       update_rule_of)
 
 _REQUIRED = ("settings", "progress", "rng", "params", "model_state", "best", "optim_configs")
 # What a checkpoint restores: every argument of Solver but those that are objects of the running
@@ -190,7 +191,9 @@ class Solver:
         """Run the remaining epochs (all of them, or those after a resumed checkpoint); the
         model ends with the parameters (and running statistics) of the best validation epoch."""
         total = self.num_epochs * self.iterations_per_epoch
-        with Progress(self, total) as bar:
+        settings = ProgressSettings(self.label, self.num_epochs, self.print_every, self.verbose, self.progress,
+                                    self.console)
+        with Progress(settings, total, self.t) as bar:
             while self.epoch < self.num_epochs:
                 started = time.perf_counter()
                 order = (np.random if self.rng is None else self.rng).permutation(len(self.X_train))

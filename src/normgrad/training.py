@@ -3,6 +3,8 @@ rule, its settings and its output path, measuring accuracy, and showing its prog
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import math
 import os
 from numbers import Integral, Real
@@ -118,19 +120,33 @@ def live_bar_works(console) -> bool:
     return not console.is_jupyter or _has_ipywidgets()
 
 
+@dataclass(frozen=True)
+class ProgressSettings:
+    """What a progress display shows and how: the run's label, epochs, how often to print
+    an iteration, live bar or lines, and the rich console (None: the default one)."""
+
+    label: str
+    num_epochs: int
+    print_every: int
+    verbose: bool
+    progress: bool
+    console: object = None
+
+
 class Progress:
-    """A Solver's progress: a live rich bar (``solver.progress``), printed lines
-    (``solver.verbose``), or nothing. Used as a context manager around training.
+    """A training run's progress: a live rich bar (``settings.progress``), printed lines
+    (``settings.verbose``), or nothing. Used as a context manager around training;
+    ``total`` iterations, ``done`` of them already (a resumed run).
 
     Where no live bar can be drawn (a Jupyter notebook without ipywidgets), ``progress``
     prints one plain line per epoch instead: label, epoch, loss, train and val accuracy."""
 
-    def __init__(self, solver, total: int):
-        self.solver, self.total, self.bar, self.task = solver, total, None, None
+    def __init__(self, settings: "ProgressSettings", total: int, done: int = 0):
+        self.settings, self.total, self.done, self.bar, self.task = settings, total, done, None, None
         self.lines, self.last_loss = False, float("nan")
 
     def __enter__(self) -> "Progress":
-        s = self.solver
+        s = self.settings
         if s.progress and not live_bar_works(s.console):
             self.lines = True
         elif s.progress:
@@ -139,7 +155,7 @@ class Progress:
             self.bar = Bar(TextColumn("{task.description:<22}"), BarColumn(), MofNCompleteColumn(),
                            TimeElapsedColumn(), TextColumn("{task.fields[info]}"), console=s.console)
             self.bar.start()
-            self.task = self.bar.add_task(s.label, total=self.total, completed=s.t, info="")
+            self.task = self.bar.add_task(s.label, total=self.total, completed=self.done, info="")
         return self
 
     def __exit__(self, *exc) -> None:
@@ -150,14 +166,14 @@ class Progress:
         self.last_loss = loss
         if self.bar is not None:
             self.bar.update(self.task, advance=1, info=f"loss {loss:.3f}")
-        elif self.solver.verbose and (t - 1) % self.solver.print_every == 0:  # iterations 1, 1 + every, ...
+        elif self.settings.verbose and (t - 1) % self.settings.print_every == 0:  # iterations 1, 1 + every, ...
             print(f"(Iteration {t} / {self.total}) loss: {loss:f}")
 
     def epoch(self, epoch: int, train_acc: float, val_acc: float) -> None:
         if self.bar is not None:
             self.bar.update(self.task, info=f"epoch {epoch} train {train_acc:.3f} val {val_acc:.3f}")
         elif self.lines:
-            print(f"{self.solver.label}: epoch {epoch} / {self.solver.num_epochs}, loss {self.last_loss:.3f}, "
+            print(f"{self.settings.label}: epoch {epoch} / {self.settings.num_epochs}, loss {self.last_loss:.3f}, "
                   f"train acc {train_acc:.3f}, val acc {val_acc:.3f}", flush=True)
-        elif self.solver.verbose:
-            print(f"(Epoch {epoch} / {self.solver.num_epochs}) train acc: {train_acc:f}; val_acc: {val_acc:f}")
+        elif self.settings.verbose:
+            print(f"(Epoch {epoch} / {self.settings.num_epochs}) train acc: {train_acc:f}; val_acc: {val_acc:f}")
