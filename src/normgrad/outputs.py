@@ -19,15 +19,16 @@ from ._io import atomic_write
 __all__ = ["atomic_write", "check_output_dir", "check_output_file", "save_figure"]
 
 
-def _writable_parent(path: Path, option: str) -> None:
-    """The nearest existing folder above ``path`` is a folder, and can be written."""
+def writable_parent(path: Path, what: str) -> None:
+    """The nearest existing folder above ``path`` is a folder, and can be written; else a
+    ValueError that starts with ``what`` (the option or setting and its value)."""
     parent = path.parent
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent
     if not parent.is_dir():
-        raise ValueError(f"{option} {path}: {parent} is a file, not a folder")
+        raise ValueError(f"{what}: {parent} is a file, not a folder")
     if not os.access(parent, os.W_OK | os.X_OK):
-        raise ValueError(f"{option} {path}: cannot write in {parent}")
+        raise ValueError(f"{what}: cannot write in {parent}")
 
 
 def check_output_dir(path, option: str = "--out") -> Path:
@@ -41,7 +42,7 @@ def check_output_dir(path, option: str = "--out") -> Path:
         if not os.access(path, os.W_OK | os.X_OK):
             raise ValueError(f"{option} {path}: cannot write in this folder")
         return path
-    _writable_parent(path, option)
+    writable_parent(path, f"{option} {path}")
     return path
 
 
@@ -51,7 +52,7 @@ def check_output_file(path, option: str) -> Path:
     path = Path(path)
     if path.is_dir():
         raise ValueError(f"{option} {path} is a folder: give a file name")
-    _writable_parent(path, option)
+    writable_parent(path, f"{option} {path}")
     return path
 
 

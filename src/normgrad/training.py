@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from . import optim
+from .outputs import writable_parent
 
 SPLITS = ("X_train", "y_train", "X_val", "y_val")
 
@@ -83,13 +84,7 @@ def check_output_prefix(name) -> str | None:
     latest = Path(f"{name}_latest.npz")
     if latest.is_dir():
         raise ValueError(f"checkpoint_name {name!r}: {latest} is a folder")
-    folder = latest.parent
-    while not folder.exists() and folder != folder.parent:
-        folder = folder.parent
-    if not folder.is_dir():
-        raise ValueError(f"checkpoint_name {name!r}: {folder} is a file, so the checkpoints cannot go under it")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise ValueError(f"checkpoint_name {name!r}: the folder {folder} is not writable")
+    writable_parent(latest, f"checkpoint_name {name!r}")
     return name
 
 
