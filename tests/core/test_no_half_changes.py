@@ -76,3 +76,17 @@ def test_float32_beyond_1e19_is_normalized_not_called_an_overflow(backend):
     x64 = x.astype(np.float64)
     np.testing.assert_allclose(stats.var, x64.var(axis=0), rtol=1e-5)
     np.testing.assert_allclose(y, (x64 - x64.mean(0)) / x64.std(0), rtol=1e-3, atol=1e-3)
+
+
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+def test_float32_beyond_1e19_per_sample_too(backend):
+    kernels.use_numpy(backend == "numpy")
+    try:
+        x = (np.random.default_rng(3).normal(size=(5, 64)) * 1e20).astype(np.float32)
+        y, stats = kernels.layernorm_forward(x, np.ones(64), np.zeros(64))
+    finally:
+        kernels.use_numpy(False)
+    x64 = x.astype(np.float64)
+    np.testing.assert_allclose(stats.var.reshape(-1), x64.var(axis=1), rtol=1e-5)
+    want = (x64 - x64.mean(1, keepdims=True)) / x64.std(1, keepdims=True)
+    np.testing.assert_allclose(y, want, rtol=1e-3, atol=1e-3)
