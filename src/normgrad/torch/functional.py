@@ -196,14 +196,6 @@ def update_running(running_mean, running_var, mean, var, count, momentum: float 
         running_var.lerp_(var.to(running_var), w)
 
 
-def masked_count(mask, input) -> int | None:
-    """Valid values per channel of a masked batch (None where a compiler traces: it is
-    data-dependent)."""
-    if torch.compiler.is_compiling() or torch.jit.is_tracing():
-        return None
-    return int(mask.sum())
-
-
 def check_batch_norm(input, weight, bias, running_mean, running_var, training: bool, mask=None,
                      eps: float = 1e-5) -> None:
     """Every check ``batch_norm`` makes of its tensors, so a module can make them before it
@@ -223,13 +215,12 @@ def check_batch_norm(input, weight, bias, running_mean, running_var, training: b
         raise ValueError(f"batch_norm eps must be positive during training, but got {eps}")
     if mask is not None:
         ops.check_mask(mask, input, "batch")
-    if training and input.numel() == 0:
-        return
-    if training and mask is None:
+    tracing = torch.compiler.is_compiling() or torch.jit.is_tracing()  # data-dependent checks wait for the data
+    if training and input.numel() and mask is None:
         v.enough_values(input.numel() // C, f"input of shape {tuple(input.shape)}")
-    elif training and masked_count(mask, input) is not None:
-        v.enough_values(masked_count(mask, input), f"input of shape {tuple(input.shape)} with its mask")
-    elif not training and not (torch.compiler.is_compiling() or torch.jit.is_tracing()) and bool((running_var < 0).any()):
+    elif training and input.numel() and not tracing:
+        v.enough_values(int(mask.sum()), f"input of shape {tuple(input.shape)} with its mask")
+    elif not training and not tracing and bool((running_var < 0).any()):
         raise ValueError("running_var must be >= 0 everywhere")
 
 

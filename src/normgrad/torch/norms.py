@@ -30,22 +30,25 @@ def _trailing(module, input: torch.Tensor) -> int:
     return prod(module.normalized_shape)
 
 
-def _counts(spec, input, groups, mask, tensor: bool = False):
-    """Values behind each statistic: a number; with a mask, the valid positions (a tensor
-    across the batch, (N, 1) per sample) — with ``tensor`` False, as numbers to check, or
-    None while a compiler traces (data-dependent)."""
+def _counts(spec, input, groups, mask):
+    """Values behind each statistic: a number; with a mask, the valid positions as a tensor
+    (0-d across the batch, (N, 1) per sample)."""
     view = spec.view(tuple(input.shape), groups)
     if mask is None:
         return spec.count(view)
     if spec.across == "batch":
-        counts = mask.sum()
-    else:
-        counts = mask.reshape(view[0], view[3]).sum(dim=1, keepdim=True) * view[2]
-    if tensor:
-        return counts
-    if torch.compiler.is_compiling() or torch.jit.is_tracing():
-        return None
-    return counts.cpu().numpy()
+        return mask.sum()
+    return mask.reshape(view[0], view[3]).sum(dim=1, keepdim=True) * view[2]
+
+
+def _check_count(count, centered: bool, input) -> None:
+    """``running.check_count`` before any buffer changes; a mask's counts only eagerly (they
+    are data-dependent while a compiler traces)."""
+    if isinstance(count, torch.Tensor):
+        if torch.compiler.is_compiling() or torch.jit.is_tracing():
+            return
+        count = count.cpu().numpy()
+    running.check_count(count, centered, f"input of shape {tuple(input.shape)}")
 
 
 def _flat(p: torch.Tensor | None) -> torch.Tensor | None:
@@ -101,13 +104,14 @@ class Norm(ReportsPath, torch.nn.Module):
         if not (self.training or not self.track_running_stats):
             return apply_norm(input, self.weight, self.bias, self.running_mean, self.running_var, self.spec.code,
                               self.groups, self.eps, mask)[0]
-        count = _counts(self.spec, input, self.groups, mask)
-        if self.training and self.track_running_stats and count is not None:
-            running.check_count(count, self.spec.centered, f"input of shape {tuple(input.shape)}")
+        tracking = self.training and self.track_running_stats
+        if tracking:
+            count = _counts(self.spec, input, self.groups, mask)
+            _check_count(count, self.spec.centered, input)
         y, mean, var, _ = apply_norm(input, self.weight, self.bias, None, None, self.spec.code, self.groups, self.eps,
                                      mask)
-        if self.training and self.track_running_stats:
-            self._track(_counts(self.spec, input, self.groups, mask, tensor=True), mean, var)
+        if tracking:
+            self._track(count, mean, var)
         return y
 
     def _track(self, count, mean, var) -> None:
@@ -181,13 +185,12 @@ class _InstanceNorm(ReportsPath):
                            mask)[0]
         else:
             tracking = self.training and self.track_running_stats and self.momentum is not None
-            count = _counts(INSTANCE, x, 1, mask)
-            if tracking and count is not None:
-                running.check_count(count, True, f"input of shape {tuple(input.shape)}")
+            if tracking:
+                count = _counts(INSTANCE, x, 1, mask)
+                _check_count(count, True, input)
             y, mean, var, _ = apply_norm(x, self.weight, self.bias, None, None, "instance", 1, self.eps, mask)
             if tracking:
-                update_running(self.running_mean, self.running_var, mean, var, _counts(INSTANCE, x, 1, mask, True),
-                               self.momentum, 1, True, "sample")
+                update_running(self.running_mean, self.running_var, mean, var, count, self.momentum, 1, True, "sample")
         return y.squeeze(0) if unbatched else y
 
 
