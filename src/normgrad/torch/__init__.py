@@ -6,7 +6,8 @@ as well as GPU (NCCL).
   buffers, state dict, train/eval) whose CPU float32/float64 work runs on
   normgrad's fused kernels; ``batch_norm`` is the functional form. They call the
   operators ``torch.ops.normgrad.norm_forward`` / ``norm_backward`` (``ops``), so
-  ``torch.compile``, ``torch.export``, ``torch.jit.trace`` and double backward work.
+  ``torch.compile``, ``torch.export``, ``torch.jit.trace`` and double backward work;
+  inductor fuses them as torch operations (``decompositions``).
 - ``SyncBatchNorm``: ``torch.nn.SyncBatchNorm``'s interface, also on CPU tensors:
   two all-reduces per training step (statistics, gradient sums); eager only;
   ``revert_sync_batchnorm`` turns it back into batch norm.
@@ -28,7 +29,7 @@ from importlib.util import find_spec
 if find_spec("torch") is None:  # say how to fix it, rather than fail deep inside
     raise ImportError("normgrad.torch needs PyTorch: pip install 'normgrad[torch]'")
 
-from . import ops
+from . import decompositions, ops
 from .distributed import TorchCommunicator
 from .functional import batch_norm
 from .launch import RankFailed, run_local
@@ -55,6 +56,8 @@ from .norms import (
     RMSNorm,
     convert_norms,
 )
+
+decompositions.register()
 
 __all__ = ["Norm", "BatchNorm", "BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "SyncBatchNorm", "LayerNorm", "GroupNorm", "RMSNorm",
            "InstanceNorm1d", "InstanceNorm2d", "InstanceNorm3d", "BatchRenorm1d", "BatchRenorm2d", "GhostBatchNorm1d",

@@ -4,8 +4,15 @@ The path CUDA tensors, bfloat16 and float16 take (and CPU tensors when forced), 
 from the norm's ``NormSpec`` like the kernels: x is viewed as (N, G, K, L) and the
 statistics reduce over ``spec.reduce_axes``. Arithmetic runs in the *accumulation
 dtype*: float64 for float64 input, float32 otherwise (float64 would double the
-memory traffic and is slow on GPUs). ``torch.var_mean`` gives stable statistics
-(a two-pass or Welford reduction, never E[x^2] - E[x]^2).
+memory traffic and is slow on GPUs). Statistics are *shifted*: each statistic's values
+minus its first value (exact in floating point for values within a factor of 2 of it),
+then a stable reduction of those (``torch.var_mean``, or two passes with a mask; never
+E[x^2] - E[x]^2), so float32 keeps its precision at a large mean (mean 1e4, std 1:
+output error ~1e-6, where unshifted float32 sums lose ~1e-2). The forward normalizes the
+shifted values; x - mean elsewhere splits a float64 mean into two float32 parts.
+
+These functions are also ``torch.compile``'s view of normgrad's operators (``decompositions``):
+inductor fuses them with their neighbours.
 
 Every function is differentiable with torch's autograd, so the backward built from
 them can itself be differentiated (double backward): ``backward`` with statistics
@@ -57,44 +64,87 @@ def valid_count(spec: NormSpec, xv: torch.Tensor, w) -> torch.Tensor:
     return torch.broadcast_to(w, xv.shape).sum(dim=spec.reduce_axes, keepdim=True)
 
 
-def moments(spec: NormSpec, x: torch.Tensor, groups: int, mask=None) -> tuple[torch.Tensor, torch.Tensor]:
-    """(mean, biased var) of ``spec.stats_shape`` in the accumulation dtype, over the valid
-    positions of ``mask`` (None: all); RMS norm's mean is 0 and its var the mean of squares."""
-    xv, view = _view(spec, x, groups)
-    shape = spec.stats_shape(view)
-    w = mask_weights(spec, x, mask, groups)
+def _shift(spec: NormSpec, xv: torch.Tensor, w) -> torch.Tensor:
+    """Per statistic, a value near its mean (reduced axes kept, no gradient): the first
+    value; with a mask, the plain mean of the valid values (the first may be padding)."""
+    if w is not None:
+        return ((xv * w).sum(dim=spec.reduce_axes, keepdim=True) / valid_count(spec, xv, w)).detach()
+    return (xv[:1, :, :, :1] if spec.across == "batch" else xv[:, :, :1, :1]).detach()
+
+
+def shifted_moments(spec: NormSpec, xv: torch.Tensor, w=None):
+    """(shift, mean of x - shift, biased var), reduced axes kept, accumulation dtype, of the
+    view xv over the valid positions of weights w (None: all). Uncentred (RMS norm):
+    (0, 0, mean of squares)."""
     axes = spec.reduce_axes
-    if w is None and spec.centered:
-        var, mean = torch.var_mean(xv, dim=axes, correction=0)
-    elif w is None:
-        var = xv.square().mean(dim=axes)
-        mean = torch.zeros_like(var)
+    if not spec.centered:
+        if w is None:
+            var = xv.square().mean(dim=axes, keepdim=True)
+        else:
+            var = (xv.square() * w).sum(dim=axes, keepdim=True) / valid_count(spec, xv, w)
+        zero = torch.zeros_like(var)
+        return zero, zero, var
+    shift = _shift(spec, xv, w)
+    d = xv - shift
+    if w is None:
+        var, mean_d = torch.var_mean(d, dim=axes, correction=0, keepdim=True)
     else:  # two passes over the valid values: the mean, then the centred squares
         n = valid_count(spec, xv, w)
-        mean = (xv * w).sum(dim=axes, keepdim=True) / n if spec.centered else torch.zeros_like(n)
-        var = ((xv - mean).square() * w).sum(dim=axes, keepdim=True) / n
-    return mean.reshape(shape), var.reshape(shape)
+        mean_d = (d * w).sum(dim=axes, keepdim=True) / n
+        var = ((d - mean_d).square() * w).sum(dim=axes, keepdim=True) / n
+    return shift, mean_d, var
+
+
+def moments(spec: NormSpec, x: torch.Tensor, groups: int, mask=None, stats_dtype=None
+            ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mean, biased var) of ``spec.stats_shape`` in ``stats_dtype`` (default: the
+    accumulation dtype), over the valid positions of ``mask`` (None: all); RMS norm's mean
+    is 0 and its var the mean of squares."""
+    xv, view = _view(spec, x, groups)
+    shift, mean_d, var = shifted_moments(spec, xv, mask_weights(spec, x, mask, groups))
+    dtype = stats_dtype or xv.dtype
+    shape = spec.stats_shape(view)
+    return (shift.to(dtype) + mean_d.to(dtype)).reshape(shape), var.to(dtype).reshape(shape)
+
+
+def centred(xv: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
+    """xv - mean in xv's dtype; a float64 mean against float32 values is subtracted as two
+    float32 parts (hi, then the remainder), keeping the mean's precision."""
+    if mean.dtype == xv.dtype:
+        return xv - mean
+    hi = mean.to(xv.dtype)
+    return (xv - hi) - (mean - hi.to(mean.dtype)).to(xv.dtype)
 
 
 def normalize(spec: NormSpec, x, mean, invstd, weight, bias, groups: int) -> torch.Tensor:
     """y = (x - mean) * invstd * weight + bias, in x's shape and dtype."""
     xv, view = _view(spec, x, groups)
-    scale = _stat(spec, invstd, view) * _param(weight, view, xv.dtype, 1.0)
-    y = (xv - _stat(spec, mean, view)) * scale + _param(bias, view, xv.dtype, 0.0)
-    return y.reshape(x.shape).to(x.dtype)
+    return _affine(centred(xv, _stat(spec, mean, view)), _stat(spec, invstd, view).to(xv.dtype), weight, bias,
+                   view).reshape(x.shape).to(x.dtype)
 
 
-def forward(spec: NormSpec, x, weight, bias, groups: int, eps: float, running=None, mask=None):
+def _affine(xmu, invstd, weight, bias, view):
+    """(x - mean) * invstd * weight + bias against the view."""
+    return xmu * (invstd * _param(weight, view, xmu.dtype, 1.0)) + _param(bias, view, xmu.dtype, 0.0)
+
+
+def forward(spec: NormSpec, x, weight, bias, groups: int, eps: float, running=None, mask=None, stats_dtype=None):
     """(y, mean, var, invstd): batch statistics (over the mask's valid positions), or
-    ``running`` = (mean, var) (C,) when given."""
-    if running is None:
-        mean, var = moments(spec, x, groups, mask)
-    else:
-        acc = accumulation_dtype(x.dtype)
-        mean, var = (r.to(acc) for r in running)
-        spec = spec.with_channel_stats()
+    ``running`` = (mean, var) (C,) when given; statistics in ``stats_dtype`` (default: the
+    accumulation dtype), y from the shifted values."""
+    if running is not None:
+        dtype = stats_dtype or accumulation_dtype(x.dtype)
+        mean, var = (r.to(dtype) for r in running)
+        invstd = torch.rsqrt(var + eps)
+        return normalize(spec.with_channel_stats(), x, mean, invstd, weight, bias, groups), mean, var, invstd
+    xv, view = _view(spec, x, groups)
+    shift, mean_d, var = shifted_moments(spec, xv, mask_weights(spec, x, mask, groups))
     invstd = torch.rsqrt(var + eps)
-    return normalize(spec, x, mean, invstd, weight, bias, groups), mean, var, invstd
+    y = _affine(xv - shift - mean_d, invstd, weight, bias, view).reshape(x.shape).to(x.dtype)
+    dtype = stats_dtype or xv.dtype
+    shape = spec.stats_shape(view)
+    mean = (shift.to(dtype) + mean_d.to(dtype)).reshape(shape)
+    return y, mean, var.to(dtype).reshape(shape), invstd.to(dtype).reshape(shape)
 
 
 def grad_sums(spec: NormSpec, dy, x, mean, groups: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -103,7 +153,7 @@ def grad_sums(spec: NormSpec, dy, x, mean, groups: int) -> tuple[torch.Tensor, t
     g = dy.reshape(view).to(xv.dtype)
     C = view[1] * view[2]
     return (g.sum(dim=(0, 3)).reshape(C),
-            (g * (xv - _stat(spec, mean, view))).sum(dim=(0, 3)).reshape(C))
+            (g * centred(xv, _stat(spec, mean, view))).sum(dim=(0, 3)).reshape(C))
 
 
 def grad_input(spec: NormSpec, dy, x, mean, invstd, weight, sum_dy, sum_dy_xmu, count: int, groups: int,
@@ -113,8 +163,8 @@ def grad_input(spec: NormSpec, dy, x, mean, invstd, weight, sum_dy, sum_dy_xmu, 
     w the mask's valid positions (None: all)."""
     xv, view = _view(spec, x, groups)
     g = dy.reshape(view).to(xv.dtype)
-    m, s = _stat(spec, mean, view), _stat(spec, invstd, view)
-    through_stats = _stat(spec, sum_dy, view) / count + (xv - m) * s * s * _stat(spec, sum_dy_xmu, view) / count
+    xmu, s = centred(xv, _stat(spec, mean, view)), _stat(spec, invstd, view).to(xv.dtype)
+    through_stats = _stat(spec, sum_dy, view) / count + xmu * s * s * _stat(spec, sum_dy_xmu, view) / count
     w = mask_weights(spec, x, mask, groups)
     inner = g - (through_stats if w is None else w * through_stats)
     return (inner * s * _param(weight, view, xv.dtype, 1.0)).reshape(x.shape).to(x.dtype)
@@ -133,16 +183,16 @@ def backward(spec: NormSpec, dy, x, weight, mean, invstd, groups: int, batch_sta
     xv, view = _view(spec, x, groups)
     C = view[1] * view[2]
     d = dy.reshape(view).to(xv.dtype)
-    s = _stat(spec, invstd, view)
-    xhat = (xv - _stat(spec, mean, view)) * s
+    s = _stat(spec, invstd, view).to(xv.dtype)
+    xhat = centred(xv, _stat(spec, mean, view)) * s
     dweight = (d * xhat).sum(dim=(0, 3)).reshape(C)
     dbias = d.sum(dim=(0, 3)).reshape(C)
     g = d * _param(weight, view, xv.dtype, 1.0)
     w = mask_weights(spec, x, mask, groups) if batch_stats else None
     if batch_stats and w is None:
         axes = spec.reduce_axes
-        centred = g.mean(dim=axes, keepdim=True) if spec.centered else 0.0
-        g = g - centred - xhat * (g * xhat).mean(dim=axes, keepdim=True)
+        g_mean = g.mean(dim=axes, keepdim=True) if spec.centered else 0.0
+        g = g - g_mean - xhat * (g * xhat).mean(dim=axes, keepdim=True)
     elif batch_stats:
         axes = spec.reduce_axes
         n = valid_count(spec, xv, w)

@@ -113,7 +113,14 @@ def _forward_impl(x: Tensor, weight, bias, running_mean, running_var, norm: str,
             return _kernel_forward(spec, x, weight, bias, running, groups, eps, mask)
         except NonFiniteError:
             pass  # NaN/Inf in x or the parameters: the torch operations propagate them
-    y, mean, var, invstd = _formulas.forward(spec, x, weight, bias, groups, eps, running, mask)
+    return torch_ops_forward(spec, x, weight, bias, running, groups, eps, mask)
+
+
+def torch_ops_forward(spec, x, weight, bias, running, groups, eps, mask):
+    """``_forward_impl`` in torch operations (``_formulas``), statistics in ``stats_dtype(x)``:
+    the path of CUDA and half-precision inputs, and what ``torch.compile`` fuses
+    (``decompositions``)."""
+    y, mean, var, invstd = _formulas.forward(spec, x, weight, bias, groups, eps, running, mask, stats_dtype(x))
     # clones: an operator's outputs never share memory with its inputs (the running buffers)
     return y.contiguous(memory_format=memory_format(x)), mean.clone(), var.clone(), invstd.clone()
 
@@ -174,6 +181,11 @@ def _backward_impl(dy: Tensor, x: Tensor, weight, mean, var, invstd, norm: str, 
             return _kernel_backward(spec, dy, x, weight, mean, var, invstd, groups, batch_stats, mask)
         except NonFiniteError:
             pass  # NaN/Inf in dy (an overflowing scaled loss), x or the statistics: the torch operations
+    return torch_ops_backward(spec, dy, x, weight, mean, invstd, groups, batch_stats, mask)
+
+
+def torch_ops_backward(spec, dy, x, weight, mean, invstd, groups, batch_stats, mask):
+    """``_backward_impl`` in torch operations (``_formulas``); see ``torch_ops_forward``."""
     dx, dweight, dbias = _formulas.backward(spec, dy, x, weight, mean, invstd, groups, batch_stats, mask)
     return dx.contiguous(memory_format=memory_format(x)), dweight.to(mean.dtype), dbias.to(mean.dtype)
 
