@@ -28,11 +28,26 @@ def test_bench_quick_writes_table_and_json(tmp_path, capsys):
     steps = report["train_step_ms"]
     assert set(steps) == {"batchnorm", "layernorm", "none"}
     assert all(ms["normgrad"] > 0 and ms["torch"] > 0 for ms in steps.values())
-    compiled = report["compiled_models"]
-    assert len(compiled) == 2 and "whole models with batch norm" in printed
-    for row in compiled:
-        assert set(row["ms"]) == {"torch.nn eager", "normgrad eager", "torch.nn compiled", "normgrad compiled"}
-        assert all(ms > 0 for ms in row["ms"].values()) and all(s > 0 for s in row["first_compiled_call_s"].values())
+    models = report["models"]
+    assert "whole PyTorch models" in printed and "per-call overhead" in printed
+    assert {r["threads"] for r in models} == {1, 2}
+    for threads in (1, 2):  # every model eager at each thread count, the MLP compiled too (quick)
+        rows = [r for r in models if r["threads"] == threads]
+        assert [r["mode"] for r in rows].count("eager") == 5 and [r["mode"] for r in rows].count("compiled") >= 1
+        assert {r["target"] for r in rows if r["model"].startswith("grad penalty")} == {0.5}
+    for row in models:
+        assert "error" not in row, row
+        assert row["torch_ms"] > 0 and row["normgrad_ms"] > 0 and row["ratio"] > 0
+        assert row["met"] == (row["ratio"] <= row["target"])
+        assert row["max_abs_loss_diff"] <= 1e-4 * max(1.0, abs(row["loss"]))  # the same weights, the same loss
+        if row["mode"] == "compiled":
+            assert all(s > 0 for s in row["first_call_s"].values())
+    overhead = report["call_overhead"]
+    assert sorted((r["case"], r["threads"]) for r in overhead) == sorted(
+        (c, t) for c in ("LayerNorm 256x1024", "BatchNorm1d 8x16") for t in (1, 2))
+    for row in overhead:
+        assert row["torch_us"] > 0 and row["normgrad_us"] > 0
+        assert row["overhead_us"] == row["normgrad_us"] - row["torch_us"]
     sync = report["sync_batchnorm"]
     assert "SyncBatchNorm on 2 processes" in printed
     assert [r["allreduce_calls"] for r in sync] == [2] * len(sync)  # one forward, one backward

@@ -2,8 +2,9 @@
 above the library.
 
 ``job.run`` measures the memory bandwidth (``bandwidth``), times every norm's kernels
-(``norms``), whole models under ``torch.compile`` (``compiled``) and SyncBatchNorm on
-two processes (``distributed``), by the rules of ``timing``, and prints ``tables``.
+(``norms``), training steps of whole PyTorch models with normgrad.torch's norms, eager
+and under ``torch.compile`` (``models``), and SyncBatchNorm on two processes
+(``distributed``), by the rules of ``timing``, and prints ``tables``.
 """
 
 from .job import run

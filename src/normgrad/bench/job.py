@@ -9,8 +9,11 @@ In one run, on this machine:
 3. the readable NumPy backward: staged against closed form;
 4. the first-call compile cost of the kernels and the float32 error at a large mean;
 5. one training step of the demo's MLP against the same model in PyTorch;
-6. whole PyTorch models with normgrad.torch's batch norm against torch.nn's, eager
-   and under torch.compile (``compiled``), when PyTorch is installed;
+6. one training step of whole PyTorch models (MLP and conv nets with batch norm, a conv
+   net with group norm, a pre-norm block with layer norm, a gradient penalty through batch
+   norm) with normgrad.torch's norms against torch.nn's, eager and under torch.compile,
+   at 1 and 2 threads, each in its own process, and the per-call overhead of small
+   calls (``models``), when PyTorch is installed;
 7. SyncBatchNorm over 2 processes (``distributed``), when PyTorch is installed.
 
 The tables are ``tables``; the timing rules ``timing``.
@@ -223,18 +226,20 @@ def run(console, quick: bool = False, json_path: Path | None = None) -> int:
     step_ms = {norm or "none": train_step_times(torch, norm, rounds=2 if quick else 7)
                for norm in ("batchnorm", "layernorm", None)}
     report.step_table(console, step_ms)
-    compiled = []
+    models = {"models": [], "call_overhead": []}
     if torch is not None:
-        from .compiled import compiled_rows
+        from .models import model_rows
 
-        with console.status("timing whole models, eager and torch.compile"):
-            compiled = compiled_rows(torch, quick)
-        report.compiled_table(console, compiled)
+        with console.status("timing whole PyTorch models, eager and torch.compile, 1 and 2 threads"):
+            models = model_rows(quick)
+        report.models_table(console, models["models"])
+        report.overhead_table(console, models["call_overhead"])
     sync = _sync_table(console, quick) if torch is not None else []
     if json_path is not None:
         result = {"machine": info, "steady_state_allocations": steady, "bandwidth_gbps": bw, "kernels": rows,
                   "numpy_backward_ms": numpy_rows, "compile_seconds": compile_s, "float32_large_mean_error": errors,
-                  "train_step_ms": step_ms, "compiled_models": compiled, "sync_batchnorm": sync,
+                  "train_step_ms": step_ms, "models": models["models"], "call_overhead": models["call_overhead"],
+                  "sync_batchnorm": sync,
                   "masked_batchnorm": masked, "channels_last": layouts}
         atomic_write(json_path, lambda tmp: tmp.write_text(json.dumps(result, indent=2)))
         console.print(f"wrote {json_path}")
