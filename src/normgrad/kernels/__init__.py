@@ -12,7 +12,8 @@ declares included: statistics across the batch run on the *channel* kernels
 elementwise work too; statistics are accumulated in float64) and keep no array of
 x's size between forward and backward: a training forward returns ``NormStats``
 (mean, biased var, invstd; float64, (C,) or (N, G)) and the backward recomputes
-xhat from x.
+xhat from x. ``norm_double_backward`` differentiates the training backward once more
+(gradient penalties), in two passes over the data.
 
 Checks: every function checks shapes, dtypes and eps like ``normgrad.functional``.
 NaN/Inf are caught where a function reduces over its input (the forwards,
@@ -38,8 +39,8 @@ from . import _checks as check
 from . import _numpy
 from ._dispatch import (NCHUNKS, PARALLEL_MIN_SIZE, PARALLEL_MIN_SIZE_BESIDE_TORCH, _numba, backend,
                         sharing_cores_with_torch, use_numpy)
-from ._norms import (channel_affine, channel_grad_input, channel_grad_sums, channel_moments,
-                     input_gradient_coefficients, sample_backward, sample_forward)
+from ._norms import (channel_affine, channel_double_backward, channel_grad_input, channel_grad_sums, channel_moments,
+                     input_gradient_coefficients, sample_backward, sample_double_backward, sample_forward)
 
 try:
     from ._fpmode import flushing_denormals, set_flush_denormal
@@ -135,6 +136,35 @@ def norm_backward(spec: NormSpec, dy, x, gamma, stats, *, G: int | None = None, 
     coefs = input_gradient_coefficients(spec, stats, gamma, sum_dy, sum_dy_xmu, count, bool(batch_stats))
     channel_grad_input(dy3, x3, stats.mean, *coefs, _per_channel(spec, dx), weights)
     return dx, sum_dy_xmu * stats.invstd, sum_dy
+
+
+def norm_double_backward(spec: NormSpec, dy, x, gamma, stats, a, ga=None, gb=None, *, G: int | None = None,
+                         out=None):
+    """Gradients of ``norm_backward`` (training: batch statistics, no mask) with respect to
+    its dy, x and gamma, given the gradients of its outputs: a of dx (x's shape), ga of
+    dgamma and gb of dbeta ((C,) each; None: zero). The second derivatives a gradient
+    penalty needs, in two passes over the data.
+
+    - out: optional (ddy, dx) pair of preallocated outputs, x's shape and dtype
+    Returns (ddy, dx, dgamma): ddy (of dy) and dx (of x) in x's shape and dtype, dgamma
+    (of gamma) (C,) float64.
+    """
+    x = check.data(x, 1 if spec.features_last else 2)
+    dy = check.upstream(dy, x)
+    a = check.upstream(a, x, "a")
+    C = spec.channels(x.shape)
+    gamma = check.vector("gamma", gamma, C)
+    ga, gb = (np.zeros(C) if p is None else check.vector(name, p, C) for name, p in (("ga", ga), ("gb", gb)))
+    groups = spec.num_groups(C, G)
+    ddy_out, dx_out = (None, None) if out is None else out
+    ddy, dx = check.output(ddy_out, x, "out[0]"), check.output(dx_out, x, "out[1]")
+    if spec.across == "sample":
+        stats = check.stats(stats, spec.stats_shape(spec.view(x.shape, groups)))
+        return ddy, dx, sample_double_backward(spec, dy, x, a, gamma, ga, gb, groups, stats, ddy, dx)
+    stats = check.stats(stats, (C,))
+    dgamma = channel_double_backward(spec, _per_channel(spec, dy), _per_channel(spec, x), _per_channel(spec, a),
+                                     stats, gamma, ga, gb, _per_channel(spec, ddy), _per_channel(spec, dx))
+    return ddy, dx, dgamma
 
 
 # ----------------------------------------------------------------------------- batch norm
@@ -288,6 +318,7 @@ __all__ = [
     "NormStats",
     "norm_forward",
     "norm_backward",
+    "norm_double_backward",
     "batchnorm_forward",
     "batchnorm_backward",
     "batchnorm_stats",

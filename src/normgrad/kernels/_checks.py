@@ -25,12 +25,12 @@ def data(x, min_ndim: int, name: str = "x") -> np.ndarray:
     return np.ascontiguousarray(x)
 
 
-def upstream(dy, x: np.ndarray) -> np.ndarray:
-    """dy of x's shape, as a C-contiguous array of x's dtype."""
+def upstream(dy, x: np.ndarray, name: str = "dy") -> np.ndarray:
+    """dy (an upstream gradient called ``name``) of x's shape, as a C-contiguous array of x's dtype."""
     if not (type(dy) is np.ndarray and dy.dtype == x.dtype and dy.flags.c_contiguous and dy.shape == x.shape):
-        dy = v.float_array("dy", dy)
+        dy = v.float_array(name, dy)
         if dy.shape != x.shape:
-            raise ValueError(f"dy must have x's shape {x.shape}, got {dy.shape}")
+            raise ValueError(f"{name} must have x's shape {x.shape}, got {dy.shape}")
         dy = np.ascontiguousarray(dy, dtype=x.dtype)
     return dy
 

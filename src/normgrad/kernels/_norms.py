@@ -122,3 +122,57 @@ def sample_backward(spec: NormSpec, dy, x, gamma, groups: int, stats: NormStats,
     run, chunks = kernel("row_backward", x.size)
     sums = run(*args, chunks)
     return _finite_or_numpy(sums, lambda: _numpy.row_backward(*args, 1), ("dy", dy), ("x", x))
+
+
+# ----------------------------------------------------------------------------- double backward
+
+
+def channel_double_coefficients(spec: NormSpec, invstd, gamma, ga, gb, sums, count: int):
+    """(coefs (7, C), dgamma (C,)), float64, of the channel family's double backward from
+    the five per-channel sums of ``count`` values (``channel_double_sums``).
+
+    Per channel, r = invstd, <.> the mean over the channel's values, P(v) = v - <v> -
+    xhat <v xhat> (uncentred: no <v>), a, ga, gb the gradients of dx, dgamma, dbeta:
+    grad of dy = gamma r P(a) + ga xhat + gb; grad of gamma = r sum(a P(dy)); grad of x =
+    r P(h) - r**2 xhat gamma <a P(dy)>, h = ga dy - gamma r (a <dy xhat> + dy <a xhat>).
+    coefs: ddy = ca a + cx (x - mean) + c0 and dx = kdy dy + ka a + k1 (x - mean) + k0."""
+    s_dy, s_dyxmu, s_a, s_axmu, s_ady = sums
+    r = invstd
+    zero = np.zeros_like(r)
+    m_dy = s_dy / count if spec.centered else zero
+    m_a = s_a / count if spec.centered else zero
+    m_dyx, m_ax, m_ady = s_dyxmu * r / count, s_axmu * r / count, s_ady / count
+    a_p_dy = m_ady - m_a * m_dy - m_ax * m_dyx  # <a P(dy)>
+    gr = gamma * r
+    h_mean = ga * m_dy - gr * (m_a * m_dyx + m_dy * m_ax) if spec.centered else zero  # <h>
+    h_xhat = ga * m_dyx - 2 * gr * m_ax * m_dyx  # <h xhat>
+    coefs = np.stack([gr, (ga - gr * m_ax) * r, gb - gr * m_a,
+                      r * ga - r * gr * m_ax, -r * gr * m_dyx, -(r * h_xhat + r * gr * a_p_dy) * r, -r * h_mean])
+    return coefs, r * count * a_p_dy
+
+
+def channel_double_backward(spec: NormSpec, dy3, x3, a3, stats: NormStats, gamma, ga, gb, ddy3, dx3):
+    """The channel family's double backward over (N, C, L) views: ddy3 and dx3 written,
+    dgamma (C,) float64 returned; ga, gb (C,) float64."""
+    hi, lo = split_mean(stats.mean, x3.dtype)
+    run, chunks = kernel("channel_double_sums", x3.size)
+    sums = run(dy3, x3, a3, hi, lo, chunks)
+    sums, = _finite_or_numpy((sums,), lambda: (_numpy.channel_double_sums(dy3, x3, a3, hi, lo, 1),),
+                             ("dy", dy3), ("x", x3), ("a", a3))
+    N, C, L = x3.shape
+    coefs, dgamma = channel_double_coefficients(spec, stats.invstd, gamma, ga, gb, sums, N * L)
+    run, chunks = kernel("channel_double_apply", x3.size)
+    run(dy3, x3, a3, hi, lo, coefs.astype(x3.dtype), ddy3, dx3, chunks)
+    return dgamma
+
+
+def sample_double_backward(spec: NormSpec, dy, x, a, gamma, ga, gb, groups: int, stats: NormStats, ddy, dx):
+    """The row kernels' fused double backward: ddy and dx written, dgamma (C,) float64 returned."""
+    args = (as_channels(spec, dy, groups), as_channels(spec, x, groups), as_channels(spec, a, groups),
+            *(p.astype(x.dtype) for p in (gamma, ga, gb)), groups, spec.centered, stats.mean.reshape(-1),
+            stats.invstd.reshape(-1), as_channels(spec, ddy, groups), as_channels(spec, dx, groups))
+    run, chunks = kernel("row_double_backward", x.size)
+    dgamma = run(*args, chunks)
+    dgamma, = _finite_or_numpy((dgamma,), lambda: (_numpy.row_double_backward(*args, 1),),
+                               ("dy", dy), ("x", x), ("a", a))
+    return dgamma

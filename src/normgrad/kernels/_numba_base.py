@@ -37,6 +37,15 @@ def drain(total1, total2, block1, block2):
 
 
 @helper
+def drain_rows(total, block):
+    """total += block, then zero the block: (S, P) float64 totals, (S, P) blocks in x's dtype."""
+    for s in range(total.shape[0]):
+        for j in range(total.shape[1]):
+            total[s, j] += block[s, j]
+            block[s, j] = 0.0
+
+
+@helper
 def column_sums(parts):
     """Sum of the rows of ``parts`` (nchunks, P), chunk by chunk in order: a serial
     helper, so a parallel kernel's final reduction does not depend on the thread count."""

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._numba_base import FLUSH, column_sums, drain, helper, inlined, variants
+from ._numba_base import FLUSH, column_sums, drain, drain_rows, helper, inlined, variants
 
 
 @helper
@@ -237,5 +237,121 @@ def _grad_input(loop):
     return channel_grad_input
 
 
+
+
+# The double backward (gradients of the training backward's dx, dgamma, dbeta): one pass
+# of five per-channel sums, then one elementwise pass writing both input gradients from
+# per-channel coefficients (``_norms.channel_double_coefficients`` holds the algebra).
+
+DOUBLE_SUMS = 5  # sum(dy), sum(dy * (x - mean)), sum(a), sum(a * (x - mean)), sum(a * dy)
+
+
+@helper
+def _blocked_double_sums(d2, x2, a2, lo, hi, mean_hi, mean_lo, acc):
+    """acc (5, C) += the double backward's sums over rows lo..hi-1 of (N, C) views: FLUSH
+    rows at a time in x's dtype, then into the float64 acc."""
+    C = mean_hi.size
+    blk = np.zeros((DOUBLE_SUMS, C), dtype=x2.dtype)
+    b0, b1, b2, b3, b4 = blk[0], blk[1], blk[2], blk[3], blk[4]
+    pending = 0
+    for n in range(lo, hi):
+        g, row, av = d2[n], x2[n], a2[n]
+        for c in range(C):
+            xmu = (row[c] - mean_hi[c]) - mean_lo[c]
+            b0[c] += g[c]
+            b1[c] += g[c] * xmu
+            b2[c] += av[c]
+            b3[c] += av[c] * xmu
+            b4[c] += av[c] * g[c]
+        pending += 1
+        if pending == FLUSH or n == hi - 1:
+            pending = 0
+            drain_rows(acc, blk)
+
+
+@helper
+def _plane_double_sums(dy, x, a, lo, hi, mean_hi, mean_lo, acc):
+    """As ``_blocked_double_sums`` for (N, C, L) arrays, L > 1: float64 per plane."""
+    for n in range(lo, hi):
+        for c in range(x.shape[1]):
+            gp, plane, ap = dy[n, c], x[n, c], a[n, c]
+            mh, ml = mean_hi[c], mean_lo[c]
+            s0 = 0.0
+            s1 = 0.0
+            s2 = 0.0
+            s3 = 0.0
+            s4 = 0.0
+            for i in range(plane.size):
+                xmu = (plane[i] - mh) - ml
+                s0 += gp[i]
+                s1 += gp[i] * xmu
+                s2 += ap[i]
+                s3 += ap[i] * xmu
+                s4 += ap[i] * gp[i]
+            acc[0, c] += s0
+            acc[1, c] += s1
+            acc[2, c] += s2
+            acc[3, c] += s3
+            acc[4, c] += s4
+
+
+def _double_sums(loop):
+    def channel_double_sums(dy, x, a, mean_hi, mean_lo, nchunks):
+        """Per-channel sum(dy), sum(dy * (x - mean)), sum(a), sum(a * (x - mean)) and
+        sum(a * dy) over dy, x, a (N, C, L): (5, C) float64; a = the gradient of dx."""
+        N, C, L = x.shape
+        parts = np.zeros((nchunks, DOUBLE_SUMS * C))
+        x2, d2, a2 = x.reshape((N, C * L)), dy.reshape((N, C * L)), a.reshape((N, C * L))
+        for k in loop(nchunks):
+            lo, hi = k * N // nchunks, (k + 1) * N // nchunks
+            acc = parts[k].reshape((DOUBLE_SUMS, C))
+            if L == 1:
+                _blocked_double_sums(d2, x2, a2, lo, hi, mean_hi, mean_lo, acc)
+            else:
+                _plane_double_sums(dy, x, a, lo, hi, mean_hi, mean_lo, acc)
+        return column_sums(parts).reshape((DOUBLE_SUMS, C))
+    return channel_double_sums
+
+
+@inlined
+def _row_double_apply(g, row, av, out_dy, out_x, mean_hi, mean_lo, coefs):
+    """One row of (N, C) data, per channel: out_dy = ca a + cx (x - mean) + c0,
+    out_x = kdy dy + ka a + k1 (x - mean) + k0 (coefs rows: ca, cx, c0, kdy, ka, k1, k0)."""
+    ca, cx, c0, kdy, ka, k1, k0 = coefs[0], coefs[1], coefs[2], coefs[3], coefs[4], coefs[5], coefs[6]
+    for c in range(row.size):
+        xmu = (row[c] - mean_hi[c]) - mean_lo[c]
+        out_dy[c] = ca[c] * av[c] + cx[c] * xmu + c0[c]
+        out_x[c] = kdy[c] * g[c] + ka[c] * av[c] + k1[c] * xmu + k0[c]
+
+
+@inlined
+def _plane_double_apply(gp, plane, ap, out_dy, out_x, mh, ml, ca, cx, c0, kdy, ka, k1, k0):
+    """The same over one plane of (N, C, L) data, the coefficients its channel's."""
+    for i in range(plane.size):
+        xmu = (plane[i] - mh) - ml
+        out_dy[i] = ca * ap[i] + cx * xmu + c0
+        out_x[i] = kdy * gp[i] + ka * ap[i] + k1 * xmu + k0
+
+
+def _double_apply(loop):
+    def channel_double_apply(dy, x, a, mean_hi, mean_lo, coefs, ddy, dx, nchunks):
+        """The double backward's input gradients: ddy (of dy) and dx (of x), (N, C, L), from
+        coefs (7, C) in x's dtype (see ``_row_double_apply``)."""
+        N, C, L = x.shape
+        x2, d2, a2 = x.reshape((N, C * L)), dy.reshape((N, C * L)), a.reshape((N, C * L))
+        e2, o2 = ddy.reshape((N, C * L)), dx.reshape((N, C * L))
+        for k in loop(nchunks):
+            for n in range(k * N // nchunks, (k + 1) * N // nchunks):
+                if L == 1:
+                    _row_double_apply(d2[n], x2[n], a2[n], e2[n], o2[n], mean_hi, mean_lo, coefs)
+                else:
+                    for c in range(C):
+                        _plane_double_apply(dy[n, c], x[n, c], a[n, c], ddy[n, c], dx[n, c], mean_hi[c], mean_lo[c],
+                                            coefs[0, c], coefs[1, c], coefs[2, c], coefs[3, c], coefs[4, c],
+                                            coefs[5, c], coefs[6, c])
+    return channel_double_apply
+
+
 PARALLEL, SERIAL = variants({"channel_stats": _stats, "channel_affine": _affine,
-                             "channel_grad_sums": _grad_sums, "channel_grad_input": _grad_input})
+                             "channel_grad_sums": _grad_sums, "channel_grad_input": _grad_input,
+                             "channel_double_sums": _double_sums, "channel_double_apply": _double_apply})

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._numba_base import FLUSH, column_sums, drain, helper, inlined, variants
+from ._numba_base import FLUSH, column_sums, drain, drain_rows, helper, inlined, variants
 
 
 @helper
@@ -224,4 +224,156 @@ def _backward(loop):
     return row_backward
 
 
-PARALLEL, SERIAL = variants({"row_forward": _forward, "row_backward": _backward})
+# The double backward (gradients of the training backward's dx, dgamma, dbeta), per row:
+# one pass of seven float64 sums, the row's coefficients, one elementwise pass writing
+# both input gradients and adding dgamma's terms. With g = gamma * dy, a = the gradient
+# of dx, ga and gb those of dgamma and dbeta (per channel), P(v) = v - <v> - xhat <v xhat>
+# over the row (uncentred: no <v>), and h = ga dy - invstd (a <g xhat> + g <a xhat>):
+#   grad of dy:    gamma invstd P(a) + ga xhat + gb
+#   grad of x:     invstd P(h) - invstd**2 xhat <a P(g)>
+#   grad of gamma: sum over rows of dy invstd P(a)
+
+
+@inlined
+def _flat_double_sums(g, row, av, gamma, ga, mh, ml, invstd, sums):
+    """sums (7,) = float64 sums over one contiguous row (L = 1) of g, g xhat, a, a xhat,
+    a g, ga dy and ga dy xhat, g = gamma * dy."""
+    s0 = 0.0
+    s1 = 0.0
+    s2 = 0.0
+    s3 = 0.0
+    s4 = 0.0
+    s5 = 0.0
+    s6 = 0.0
+    for i in range(row.size):
+        xh = ((row[i] - mh) - ml) * invstd
+        gi = gamma[i] * g[i]
+        qi = ga[i] * g[i]
+        s0 += gi
+        s1 += gi * xh
+        s2 += av[i]
+        s3 += av[i] * xh
+        s4 += av[i] * gi
+        s5 += qi
+        s6 += qi * xh
+    sums[0], sums[1], sums[2], sums[3], sums[4], sums[5], sums[6] = s0, s1, s2, s3, s4, s5, s6
+
+
+@inlined
+def _plane_double_sums(gr, xr, ar, gamma, ga, mh, ml, invstd, sums):
+    """The same over one row of (K, L) planes, L > 1: per plane in float64, then scaled
+    by the plane's gamma and ga."""
+    for j in range(7):
+        sums[j] = 0.0
+    for k in range(xr.shape[0]):
+        gp, plane, ap = gr[k], xr[k], ar[k]
+        d = 0.0
+        dx = 0.0
+        sa = 0.0
+        sax = 0.0
+        sad = 0.0
+        for i in range(plane.size):
+            xh = ((plane[i] - mh) - ml) * invstd
+            d += gp[i]
+            dx += gp[i] * xh
+            sa += ap[i]
+            sax += ap[i] * xh
+            sad += ap[i] * gp[i]
+        gk, qk = np.float64(gamma[k]), np.float64(ga[k])
+        sums[0] += gk * d
+        sums[1] += gk * dx
+        sums[2] += sa
+        sums[3] += sax
+        sums[4] += gk * sad
+        sums[5] += qk * d
+        sums[6] += qk * dx
+
+
+@helper
+def _row_double_coefficients(sums, n, mean, invstd, centered, out):
+    """out (8,) float64 = mean, invstd and the row's coefficients rmA = invstd <a>,
+    rmAX = invstd <a xhat>, r2mAX = invstd**2 <a xhat>, r2mGX = invstd**2 <g xhat>,
+    rhm = invstd <h>, k1 = invstd <h xhat> + invstd**2 <a P(g)>, from the row's sums of n values."""
+    r = invstd
+    mA = sums[2] / n if centered else 0.0
+    mG = sums[0] / n if centered else 0.0
+    mAX = sums[3] / n
+    mGX = sums[1] / n
+    apg = sums[4] / n - mA * mG - mAX * mGX
+    hm = sums[5] / n - r * (mA * mGX + mG * mAX) if centered else 0.0
+    hx = sums[6] / n - 2.0 * r * mAX * mGX
+    out[0], out[1], out[2], out[3] = mean, r, r * mA, r * mAX
+    out[4], out[5], out[6], out[7] = r * r * mAX, r * r * mGX, r * hm, r * hx + r * r * apg
+
+
+@inlined
+def _flat_double_apply(g, row, av, out_dy, out_x, gamma, ga, gb, blk, c):
+    """One contiguous row (L = 1): out_dy, out_x (the gradients of dy and x) and blk +=
+    dgamma's terms (x's dtype); c the row's coefficients in x's dtype (``_in_dtype`` of
+    ``_row_double_coefficients``): mean_hi, mean_lo, invstd, rmA, rmAX, r2mAX, r2mGX, rhm, k1."""
+    mh, ml, r, rmA, rmAX, r2mAX, r2mGX, rhm, k1 = c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8]
+    for i in range(row.size):
+        xh = ((row[i] - mh) - ml) * r
+        gk = gamma[i]
+        out_dy[i] = gk * r * av[i] + (ga[i] - gk * rmAX) * xh + (gb[i] - gk * rmA)
+        out_x[i] = (r * ga[i] - gk * r2mAX) * g[i] - r2mGX * av[i] - rhm - xh * k1
+        blk[i] += g[i] * (r * av[i] - rmA - xh * rmAX)
+
+
+@inlined
+def _plane_double_apply(gr, xr, ar, er, dxr, gamma, ga, gb, acc, c):
+    """The same over one row of (K, L) planes; acc[k] += dgamma's terms in float64."""
+    mh, ml, r, rmA, rmAX, r2mAX, r2mGX, rhm, k1 = c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8]
+    for k in range(xr.shape[0]):
+        gk = gamma[k]
+        ca, cx, c0 = gk * r, ga[k] - gk * rmAX, gb[k] - gk * rmA
+        kdy = r * ga[k] - gk * r2mAX
+        gp, plane, ap, out_dy, out_x = gr[k], xr[k], ar[k], er[k], dxr[k]
+        s = 0.0
+        for i in range(plane.size):
+            xh = ((plane[i] - mh) - ml) * r
+            out_dy[i] = ca * ap[i] + cx * xh + c0
+            out_x[i] = kdy * gp[i] - r2mGX * ap[i] - rhm - xh * k1
+            s += gp[i] * (r * ap[i] - rmA - xh * rmAX)
+        acc[k] += s
+
+
+def _double_backward(loop):
+    def row_double_backward(dy, x, a, gamma, ga, gb, G, centered, mean, invstd, ddy, dx, nchunks):
+        """The gradients of ``row_backward``'s (dx, dgamma, dbeta) given theirs: a (R, K, L)
+        and ga, gb (G*K,) (all in x's dtype, as gamma). Writes ddy (of dy) and dx (of x),
+        returns dgamma (G*K,) float64 (of gamma)."""
+        R, K, L = x.shape
+        P = G * K
+        x2, d2, a2 = x.reshape((R, K * L)), dy.reshape((R, K * L)), a.reshape((R, K * L))
+        e2, o2 = ddy.reshape((R, K * L)), dx.reshape((R, K * L))
+        parts = np.zeros((nchunks, P))
+        for ch in loop(nchunks):
+            blk = np.zeros((1, P), dtype=x.dtype)
+            sums = np.empty(7)
+            coefs = np.empty(8)
+            buf = np.empty(9, dtype=x.dtype)
+            lo, hi = ch * R // nchunks, (ch + 1) * R // nchunks
+            for r in range(lo, hi):
+                g0 = 0 if G == 1 else (r % G) * K
+                gam, q, b = gamma[g0:g0 + K], ga[g0:g0 + K], gb[g0:g0 + K]
+                coefs[0], coefs[1] = mean[r], invstd[r]
+                _in_dtype(coefs[:2], buf)
+                if L == 1:
+                    _flat_double_sums(d2[r], x2[r], a2[r], gam, q, buf[0], buf[1], buf[2], sums)
+                else:
+                    _plane_double_sums(dy[r], x[r], a[r], gam, q, buf[0], buf[1], buf[2], sums)
+                _row_double_coefficients(sums, K * L, mean[r], invstd[r], centered, coefs)
+                _in_dtype(coefs, buf)
+                if L == 1:
+                    _flat_double_apply(d2[r], x2[r], a2[r], e2[r], o2[r], gam, q, b, blk[0, g0:g0 + K], buf)
+                    if (r - lo) % FLUSH == FLUSH - 1 or r == hi - 1:
+                        drain_rows(parts[ch:ch + 1], blk)
+                else:
+                    _plane_double_apply(dy[r], x[r], a[r], ddy[r], dx[r], gam, q, b, parts[ch, g0:g0 + K], buf)
+        return column_sums(parts)
+    return row_double_backward
+
+
+PARALLEL, SERIAL = variants({"row_forward": _forward, "row_backward": _backward,
+                             "row_double_backward": _double_backward})

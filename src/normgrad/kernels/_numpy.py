@@ -52,6 +52,20 @@ def channel_grad_input(dy, x, mean_hi, mean_lo, scale, c1, c2, weights, dx, nchu
     dx[...] = (dy.astype(np.float64) - through_stats) * scale.reshape(_C)
 
 
+def channel_double_sums(dy, x, a, mean_hi, mean_lo, nchunks):
+    xmu = _xmu(x, mean_hi.reshape(_C), mean_lo.reshape(_C))
+    dy64, a64 = dy.astype(np.float64), a.astype(np.float64)
+    return np.stack([t.sum(axis=(0, 2)) for t in (dy64, dy64 * xmu, a64, a64 * xmu, a64 * dy64)])
+
+
+def channel_double_apply(dy, x, a, mean_hi, mean_lo, coefs, ddy, dx, nchunks):
+    xmu = _xmu(x, mean_hi.reshape(_C), mean_lo.reshape(_C))
+    ca, cx, c0, kdy, ka, k1, k0 = (c.astype(np.float64).reshape(_C) for c in coefs)
+    a64 = a.astype(np.float64)
+    ddy[...] = ca * a64 + cx * xmu + c0
+    dx[...] = kdy * dy.astype(np.float64) + ka * a64 + k1 * xmu + k0
+
+
 def _row_weights(weights, x):
     """weights (R // G, L) (or None) against x (R, K, L): row r takes sample r // G's."""
     if weights is None:
@@ -93,6 +107,29 @@ def row_backward(dy, x, gamma, G, centered, weights, mean, invstd, dx, nchunks):
     dxhat = dy64 * _row_params(gamma, x)
     dx[...] = normalize_backward(dxhat, xhat, inv, (1, 2), centered, _row_weights(weights, x))
     return dgamma, dbeta
+
+
+def row_double_backward(dy, x, a, gamma, ga, gb, G, centered, mean, invstd, ddy, dx, nchunks):
+    """The closed form, term by term in float64 (``_numba_row``'s comment gives it)."""
+    R, K, L = x.shape
+    axes = (1, 2)
+    r = invstd.reshape(-1, 1, 1)
+    xhat = (x.astype(np.float64) - mean.reshape(-1, 1, 1)) * r
+    dy64, a64 = dy.astype(np.float64), a.astype(np.float64)
+    gam, ga64, gb64 = _row_params(gamma, x), _row_params(ga, x), _row_params(gb, x)
+
+    def avg(v):
+        return v.mean(axis=axes, keepdims=True)
+
+    def project(v):  # P(v) = v - <v> - xhat <v xhat> (uncentred: no <v>)
+        return v - (avg(v) if centered else 0.0) - xhat * avg(v * xhat)
+
+    g = dy64 * gam
+    pa = project(a64)
+    ddy[...] = gam * r * pa + ga64 * xhat + gb64
+    h = ga64 * dy64 - r * (a64 * avg(g * xhat) + g * avg(a64 * xhat))
+    dx[...] = r * project(h) - r * r * xhat * avg(a64 * project(g))
+    return (dy64 * r * pa).sum(axis=2).reshape(R // G, G * K).sum(axis=0)
 
 
 def adam_step(w, dw, m, v, lr, beta1, beta2, epsilon, t, next_w, next_m, next_v):
