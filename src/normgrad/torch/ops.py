@@ -8,9 +8,11 @@ and what ``torch.jit.trace`` records. Each has a fake (meta) implementation for
 shapes and dtypes, and ``norm_forward`` has its backward registered:
 
 - first order: ``norm_backward``, on the kernels;
-- under ``create_graph=True`` (double backward, gradient penalties): the closed form
-  in differentiable torch operations (``_formulas.backward``) with the statistics
-  recomputed from x, so autograd can differentiate it again.
+- under ``create_graph=True`` (double backward, gradient penalties): in training mode on
+  the kernels (no mask), an autograd Function whose forward is ``norm_backward``'s kernels
+  and whose backward is the fused double backward (``_double_backward``); otherwise the
+  closed form in differentiable torch operations (``_formulas.backward``) with the
+  statistics recomputed from x, so autograd can differentiate it again.
 
 Which implementation runs is decided per call from the input:
 
@@ -40,7 +42,7 @@ from torch import Tensor
 from .. import kernels
 from ..core.specs import from_code
 from ..core.validate import NonFiniteError
-from . import _formulas
+from . import _double_backward, _formulas
 
 FORCE_TORCH_OPS = False
 
@@ -235,7 +237,10 @@ def _gradients(ctx, dy, first_order):
     graph of the backward is being recorded."""
     x, weight, mean, var, invstd, mask = ctx.saved_tensors
     spec = from_code(ctx.norm)
-    if torch.is_grad_enabled():  # create_graph=True: a backward autograd can differentiate again
+    if torch.is_grad_enabled() and _double_backward.applies(ctx, dy, x, mean, mask):
+        # create_graph=True on the kernels: a Function whose backward is the fused double backward
+        dx, dweight, dbias = _double_backward.gradients(dy, x, weight, mean, var, invstd, ctx.norm, ctx.groups, ctx.eps)
+    elif torch.is_grad_enabled():  # create_graph=True: a backward autograd can differentiate again
         if ctx.batch_stats:
             mean, var = _formulas.moments(spec, x, ctx.groups, mask)
             invstd = torch.rsqrt(var + ctx.eps)
