@@ -169,13 +169,13 @@ def test_channels_last_batch_norm_reads_the_input_where_it_lies(monkeypatch):
     from normgrad import kernels
 
     seen = []
-    real = kernels.norm_forward
+    real = kernels.forward_stages
 
     def spy(spec, x, *args, **kwargs):
         seen.append((spec.features_last, x.ctypes.data))
         return real(spec, x, *args, **kwargs)
 
-    monkeypatch.setattr(kernels, "norm_forward", spy)
+    monkeypatch.setattr(kernels, "forward_stages", spy)
     x = torch.randn(3, 4, 5, 6).contiguous(memory_format=torch.channels_last)
     nt.BatchNorm2d(4)(x)
     assert seen == [(True, x.data_ptr())]

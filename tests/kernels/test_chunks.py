@@ -1,8 +1,8 @@
 """The kernels' work splitting and accumulation, where a refactor breaks them silently.
 
 - Chunk boundaries: above the parallel threshold every kernel splits its rows into
-  NCHUNKS chunks; at sizes whose rows do not divide evenly (and beside torch, where
-  the same chunks run on one thread) every norm still equals a float64 reference.
+  NCHUNKS chunks; at sizes whose rows do not divide evenly every norm still equals a
+  float64 reference.
 - Accumulation: float32 data with a large mean keeps float64-grade statistics and
   gradient sums on large batches (a float32 running sum would lose ~1e-4 of the
   variance and whole units of sum(dy)), on both backends.
@@ -51,9 +51,8 @@ def _reference(spec, x, gamma, beta, dy, G):
             (dyv * xhat).sum(axis=(0, 3)).reshape(-1), dyv.sum(axis=(0, 3)).reshape(-1)]
 
 
-@pytest.mark.parametrize("beside_torch", [False, True], ids=["parallel", "chunks on one thread"])
 @pytest.mark.parametrize("case", list(AWKWARD))
-def test_awkward_sizes_on_the_parallel_path(case, beside_torch, backend):
+def test_awkward_sizes_on_the_parallel_path(case, backend):
     norm, shape, G = AWKWARD[case]
     spec = SPECS[norm]
     kind = "channel" if spec.across == "batch" else "row"
@@ -64,13 +63,8 @@ def test_awkward_sizes_on_the_parallel_path(case, beside_torch, backend):
     x = rng.normal(3.0, 2.0, shape)
     C = spec.channels(shape)
     gamma, beta, dy = rng.normal(size=C), rng.normal(size=C), rng.normal(size=shape)
-    if beside_torch:
-        with K.sharing_cores_with_torch():
-            y, stats = K.norm_forward(spec, x, gamma, beta, G=G)
-            got = [y, *K.norm_backward(spec, dy, x, gamma, stats, G=G)]
-    else:
-        y, stats = K.norm_forward(spec, x, gamma, beta, G=G)
-        got = [y, *K.norm_backward(spec, dy, x, gamma, stats, G=G)]
+    y, stats = K.norm_forward(spec, x, gamma, beta, G=G)
+    got = [y, *K.norm_backward(spec, dy, x, gamma, stats, G=G)]
     for a, b in zip(got, _reference(spec, x, gamma, beta, dy, G)):
         np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-9 * max(1.0, np.abs(b).max()))
 

@@ -37,8 +37,7 @@ from ..core.specs import BATCH, GROUP, LAYER, NormSpec
 from ..core.stats import NormStats
 from . import _checks as check
 from . import _numpy
-from ._dispatch import (NCHUNKS, PARALLEL_MIN_SIZE, PARALLEL_MIN_SIZE_BESIDE_TORCH, _numba, backend,
-                        sharing_cores_with_torch, use_numpy)
+from ._dispatch import NCHUNKS, PARALLEL_MIN_SIZE, _numba, backend, use_numpy
 from ._norms import (channel_affine, channel_double_backward, channel_grad_input, channel_grad_sums, channel_moments,
                      input_gradient_coefficients, sample_backward, sample_double_backward, sample_forward)
 
@@ -96,16 +95,27 @@ def norm_forward(spec: NormSpec, x, gamma, beta, *, G: int | None = None, eps: f
     y = check.output(out, x)
     if fixed is not None:
         v.finite("x", x)  # no reduction in this mode to catch it
+    return y, forward_stages(spec, x, gamma, beta, groups, eps, y, fixed, weights)
+
+
+def forward_stages(spec: NormSpec, x, gamma, beta, groups: int, eps: float, y, fixed=None, weights=None
+                   ) -> NormStats:
+    """``norm_forward``'s work on arguments already checked: x a C-contiguous float array,
+    gamma and beta float64 (C,), y x's like, fixed the NormStats to use (None: the
+    batch's), weights (N, L) of the mask's valid positions (None: all). Writes y, returns
+    the NormStats. NaN/Inf in x raise ``NonFiniteError`` where statistics are computed and
+    propagate with fixed statistics (normgrad.torch's operators call this directly)."""
+    if fixed is not None:
         channel_affine(_per_channel(spec, x), fixed.mean, fixed.invstd * gamma, beta, _per_channel(spec, y))
-        return y, fixed
+        return fixed
     if spec.across == "sample":
-        return y, sample_forward(spec, x, gamma, beta, groups, eps, y, weights)
+        return sample_forward(spec, x, gamma, beta, groups, eps, y, weights)
     x3 = _per_channel(spec, x)
-    count = x.size // C if weights is None else int(weights.sum())
+    count = x.size // x3.shape[1] if weights is None else int(weights.sum())
     v.enough_values(count, f"input of shape {x.shape}" + ("" if weights is None else " with its mask"))
     stats = NormStats.of(*channel_moments(spec, x3, weights), eps)
     channel_affine(x3, stats.mean, stats.invstd * gamma, beta, _per_channel(spec, y))
-    return y, stats
+    return stats
 
 
 def norm_backward(spec: NormSpec, dy, x, gamma, stats, *, G: int | None = None, batch_stats: bool = True,
@@ -123,19 +133,25 @@ def norm_backward(spec: NormSpec, dy, x, gamma, stats, *, G: int | None = None, 
     gamma = check.vector("gamma", gamma, C)
     groups = spec.num_groups(C, G)
     weights = None if mask is None or not batch_stats else spec.mask_weights(mask, x.shape, groups, x.dtype)
-    if spec.across == "sample" and batch_stats:
-        stats = check.stats(stats, spec.stats_shape(spec.view(x.shape, groups)))
-        dx = check.output(out, x)
-        dgamma, dbeta = sample_backward(spec, dy, x, gamma, groups, stats, dx, weights)
-        return dx, dgamma, dbeta
-    stats = check.stats(stats, (C,))
+    per_sample = spec.across == "sample" and batch_stats
+    stats = check.stats(stats, spec.stats_shape(spec.view(x.shape, groups)) if per_sample else (C,))
     dx = check.output(out, x)
+    return (dx, *backward_stages(spec, dy, x, gamma, groups, stats, dx, batch_stats, weights))
+
+
+def backward_stages(spec: NormSpec, dy, x, gamma, groups: int, stats: NormStats, dx, batch_stats: bool = True,
+                    weights=None):
+    """``norm_backward``'s work on arguments already checked (as ``forward_stages``; dy
+    x's like, stats float64 C-contiguous): writes dx, returns (dgamma, dbeta) float64 (C,)."""
+    if spec.across == "sample" and batch_stats:
+        return sample_backward(spec, dy, x, gamma, groups, stats, dx, weights)
+    C = stats.mean.size
     x3, dy3 = _per_channel(spec, x), _per_channel(spec, dy)
     sum_dy, sum_dy_xmu = channel_grad_sums(dy3, x3, stats.mean)
     count = x.size // C if weights is None else float(weights.sum(dtype=np.float64))
     coefs = input_gradient_coefficients(spec, stats, gamma, sum_dy, sum_dy_xmu, count, bool(batch_stats))
     channel_grad_input(dy3, x3, stats.mean, *coefs, _per_channel(spec, dx), weights)
-    return dx, sum_dy_xmu * stats.invstd, sum_dy
+    return sum_dy_xmu * stats.invstd, sum_dy
 
 
 def norm_double_backward(spec: NormSpec, dy, x, gamma, stats, a, ga=None, gb=None, *, G: int | None = None,
@@ -308,8 +324,6 @@ def adam_step(w, dw, m, v, learning_rate, beta1, beta2, epsilon, t):
 __all__ = [
     "NCHUNKS",
     "PARALLEL_MIN_SIZE",
-    "PARALLEL_MIN_SIZE_BESIDE_TORCH",
-    "sharing_cores_with_torch",
     "adam_step",
     "flushing_denormals",
     "set_flush_denormal",
@@ -319,6 +333,8 @@ __all__ = [
     "norm_forward",
     "norm_backward",
     "norm_double_backward",
+    "forward_stages",
+    "backward_stages",
     "batchnorm_forward",
     "batchnorm_backward",
     "batchnorm_stats",

@@ -8,10 +8,7 @@ path with the environment variable ``NORMGRAD_KERNELS=numpy`` or ``use_numpy(Tru
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import os
-import threading
 
 from . import _numpy
 
@@ -35,57 +32,31 @@ def backend() -> str:
 
 
 # Calls on fewer elements than these run the serial variant on the calling thread, in
-# one chunk: a parallel region costs more than it saves there, and in a training loop
-# the OpenMP workers and BLAS's threads spin-wait after each call and fight over the
-# cores. Measured on a 2-core machine with benchmarks/threshold.py: the parallel
-# variants win from about 2**17 elements (batch norm) and 2**15 (layer norm) when timed
-# alone; the thresholds sit a little higher, for the spin-waits of a real training loop.
+# one chunk: a parallel region costs more than it saves there. Measured on a 2-core
+# machine with benchmarks/threshold.py: the parallel variants win from about 2**17
+# elements (batch norm) and 2**15 (layer norm) when timed alone; the thresholds sit a
+# little higher, for the spin-waits of a real training loop.
+#
+# Inside a PyTorch model the same thresholds hold (benchmarks/threads.py: one training
+# step of four models at 2 threads, kernels serial vs parallel from these thresholds vs
+# parallel only from 2**20, interleaved in one process): torch's OpenMP workers keep both
+# cores busy through a torch.nn step (they spin-wait between operations), so a kernel
+# shares its cores with them whichever variant runs; the serial and parallel policies
+# came out within 0.05x of each other, the larger threshold behind both, and Numba's
+# workqueue threading layer 0.1-0.3x behind its OpenMP one. Numba's OpenMP runtime is a
+# separate copy of libgomp from torch's: its thread count never changes torch's.
 PARALLEL_MIN_SIZE = {"channel": 1 << 17, "row": 1 << 16}
-# Inside a PyTorch model, torch's own OpenMP workers spin on the cores after each of its
-# parallel operations, so a parallel kernel started then shares its cores with them: a
-# (256, 512) batch norm between two torch matrix products ran 1.7x slower in parallel
-# than on the calling thread. ``sharing_cores_with_torch()`` (normgrad.torch's operators
-# run in it) raises the thresholds to this.
-PARALLEL_MIN_SIZE_BESIDE_TORCH = 1 << 20
 NCHUNKS = 16  # work items of a parallel loop: fixed, so sums do not depend on the thread count
-_beside_torch = threading.local()
-
-
-@contextlib.contextmanager
-def sharing_cores_with_torch():
-    """Calls in this block go parallel only from ``PARALLEL_MIN_SIZE_BESIDE_TORCH``
-    elements (this thread only)."""
-    before = getattr(_beside_torch, "on", False)
-    _beside_torch.on = True
-    try:
-        yield
-    finally:
-        _beside_torch.on = before
 
 
 def kernel(name: str, size: int):
     """(kernel, chunks) for ``name`` on ``size`` elements. The chunks depend on the size
     only, never on the thread count or the variant, so a result is the same on 1 thread
-    or 32, beside torch or not."""
+    or 32."""
     chunked = size >= PARALLEL_MIN_SIZE[name.split("_", 1)[0]]
     chunks = NCHUNKS if chunked else 1
     if _force_numpy or _numba is None:
         return getattr(_numpy, name), chunks
     if not chunked:
         return _numba.SERIAL[name], 1
-    if getattr(_beside_torch, "on", False) and size < PARALLEL_MIN_SIZE_BESIDE_TORCH:
-        return functools.partial(_on_one_thread, _numba.PARALLEL[name]), NCHUNKS
     return _numba.PARALLEL[name], NCHUNKS
-
-
-def _on_one_thread(kernel, *args):
-    """The parallel variant (same compiled code, same chunks, so the same sums) run by
-    the calling thread alone: Numba's thread count is per calling thread."""
-    import numba
-
-    threads = numba.get_num_threads()
-    numba.set_num_threads(1)
-    try:
-        return kernel(*args)
-    finally:
-        numba.set_num_threads(threads)

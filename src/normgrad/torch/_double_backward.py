@@ -56,9 +56,8 @@ def _double_backward(dy, x, weight, mean, var, invstd, norm, groups, a, ga, gb):
     dx = torch.empty_like(x, memory_format=ops.memory_format(x))
     spec, (xs, dys, as_, ddys, dxs) = _arrays(spec, x, dy, a, ddy, dx)
     vec = [None if t is None else ops._vector(t, C, 0.0) for t in (ga, gb)]
-    with kernels.sharing_cores_with_torch():
-        _, _, dweight = kernels.norm_double_backward(spec, dys, xs, ops._vector(weight, C, 1.0), stats, as_, *vec,
-                                                     G=groups, out=(ddys, dxs))
+    _, _, dweight = kernels.norm_double_backward(spec, dys, xs, ops._vector(weight, C, 1.0), stats, as_, *vec,
+                                                 G=groups, out=(ddys, dxs))
     return ddy, dx, torch.from_numpy(dweight)
 
 

@@ -41,6 +41,7 @@ from torch import Tensor
 
 from .. import kernels
 from ..core.specs import from_code
+from ..core.stats import NormStats
 from ..core.validate import NonFiniteError
 from . import _double_backward, _formulas
 
@@ -73,10 +74,11 @@ def memory_format(x: Tensor) -> torch.memory_format:
     return torch.contiguous_format
 
 
-def _channels_innermost(spec, x: Tensor):
+def _channels_innermost(spec, x: Tensor, fmt: torch.memory_format | None = None):
     """(spec, permutation) to run batch statistics of a channels-last x on its memory as it
-    is: x viewed as (N, *spatial, C) by a features-last spec; None when x is not such."""
-    if spec.across != "batch" or spec.features_last or memory_format(x) == torch.contiguous_format:
+    is: x viewed as (N, *spatial, C) by a features-last spec; None when x is not such.
+    ``fmt``: x's ``memory_format`` when the caller has it."""
+    if spec.across != "batch" or spec.features_last or (fmt or memory_format(x)) == torch.contiguous_format:
         return None
     order = (0, *range(2, x.dim()), 1)
     return replace(spec, features_last=True), order
@@ -87,7 +89,13 @@ def _np(t: Tensor) -> np.ndarray:
 
 
 def _vector(t: Tensor | None, C: int, default: float) -> np.ndarray:
-    return np.full(C, default) if t is None else t.detach().to("cpu", torch.float64).numpy()
+    """A (C,) parameter or statistic as a new float64 array (never sharing t's memory)."""
+    if t is None:
+        return np.full(C, default)
+    t = t.detach()
+    if t.device.type == "cpu" and t.dtype in (torch.float32, torch.float64):
+        return t.numpy().astype(np.float64)
+    return t.to("cpu", torch.float64).numpy()
 
 
 def _stats_shape(x: Tensor, norm: str, groups: int, running: bool) -> tuple[int, ...]:
@@ -128,21 +136,26 @@ def torch_ops_forward(spec, x, weight, bias, running, groups, eps, mask):
 
 
 def _kernel_forward(spec, x, weight, bias, running, groups, eps, mask):
+    """``_forward_impl`` on the kernels' stages directly: the module checked the arguments
+    (a second check in ``kernels.norm_forward`` would cost as much as a small call's work)."""
     C = spec.channels(tuple(x.shape))
     gamma, beta = _vector(weight, C, 1.0), _vector(bias, C, 0.0)
-    fixed = None if running is None else (_vector(running[0], C, 0.0), _vector(running[1], C, 1.0))
-    xs, inner = x, _channels_innermost(spec, x)
-    y = torch.empty_like(x, memory_format=memory_format(x) if inner else torch.contiguous_format)
-    ys = y
+    fmt = memory_format(x)
+    inner = _channels_innermost(spec, x, fmt)
+    y = torch.empty_like(x, memory_format=fmt if inner else torch.contiguous_format)
+    xs, ys = x, y
     if inner is not None:  # channels last: the same memory, channels innermost, no copy
         spec, order = inner
         xs, ys = x.permute(order), y.permute(order)
-    with kernels.sharing_cores_with_torch():
-        _, stats = kernels.norm_forward(spec, _np(xs), gamma, beta, G=groups, eps=eps, running=fixed,
-                                        mask=_np_mask(mask), out=ys.numpy())
-    y = y.contiguous(memory_format=memory_format(x))  # per-sample norms: computed contiguous, given back as x lies
-    # copies: an operator's outputs never share memory with its inputs (the running buffers)
-    return y, *(torch.from_numpy(np.array(a, dtype=np.float64)) for a in stats)
+    xa = _np(xs)
+    G = spec.num_groups(C, groups)
+    # fresh float64 copies of the running statistics: the outputs never share the buffers' memory
+    fixed = None if running is None else NormStats.of(_vector(running[0], C, 0.0), _vector(running[1], C, 1.0), eps)
+    weights = None if mask is None or fixed is not None else spec.mask_weights(_np_mask(mask), xa.shape, G, xa.dtype)
+    stats = kernels.forward_stages(spec, xa, gamma, beta, G, eps, ys.numpy(), fixed, weights)
+    if fmt != torch.contiguous_format and inner is None:  # per-sample norms: computed contiguous, given back as x lies
+        y = y.contiguous(memory_format=fmt)
+    return y, *(torch.from_numpy(a) for a in stats)
 
 
 def _empty_forward(spec, x, running, groups, eps):
@@ -193,18 +206,24 @@ def torch_ops_backward(spec, dy, x, weight, mean, invstd, groups, batch_stats, m
 
 
 def _kernel_backward(spec, dy, x, weight, mean, var, invstd, groups, batch_stats, mask):
+    """``_backward_impl`` on the kernels' stages directly (as ``_kernel_forward``)."""
     C = spec.channels(tuple(x.shape))
-    stats = tuple(_np(s.to(torch.float64)) for s in (mean, var, invstd))
-    dy, xs, inner = dy.to(x.dtype), x, _channels_innermost(spec, x)
-    dx = torch.empty_like(x, memory_format=memory_format(x) if inner else torch.contiguous_format)
-    dxs = dx
+    fmt = memory_format(x)
+    inner = _channels_innermost(spec, x, fmt)
+    dx = torch.empty_like(x, memory_format=fmt if inner else torch.contiguous_format)
+    dy, xs, dxs = dy.to(x.dtype), x, dx
     if inner is not None:
         spec, order = inner
         dy, xs, dxs = dy.permute(order), x.permute(order), dx.permute(order)
-    with kernels.sharing_cores_with_torch():
-        _, dweight, dbias = kernels.norm_backward(spec, _np(dy), _np(xs), _vector(weight, C, 1.0), stats, G=groups,
-                                                  batch_stats=batch_stats, mask=_np_mask(mask), out=dxs.numpy())
-    return dx.contiguous(memory_format=memory_format(x)), torch.from_numpy(dweight), torch.from_numpy(dbias)
+    xa = _np(xs)
+    G = spec.num_groups(C, groups)
+    stats = NormStats(*(_np(s.to(torch.float64)) for s in (mean, var, invstd)))
+    weights = None if mask is None or not batch_stats else spec.mask_weights(_np_mask(mask), xa.shape, G, xa.dtype)
+    dweight, dbias = kernels.backward_stages(spec, _np(dy), xa, _vector(weight, C, 1.0), G, stats, dxs.numpy(),
+                                             batch_stats, weights)
+    if fmt != torch.contiguous_format and inner is None:
+        dx = dx.contiguous(memory_format=fmt)
+    return dx, torch.from_numpy(dweight), torch.from_numpy(dbias)
 
 
 @torch.library.custom_op("normgrad::norm_backward", mutates_args=())
