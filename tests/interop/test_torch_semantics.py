@@ -140,6 +140,7 @@ CHANNELS_LAST = {
     "BatchNorm3d": (lambda: nt.BatchNorm3d(4), lambda: torch.nn.BatchNorm3d(4), (3, 4, 2, 5, 6)),
     "SyncBatchNorm": (lambda: nt.SyncBatchNorm(4), lambda: torch.nn.BatchNorm2d(4), (3, 4, 5, 6)),
     "GroupNorm": (lambda: nt.GroupNorm(2, 4), lambda: torch.nn.GroupNorm(2, 4), (3, 4, 5, 6)),
+    "GroupNorm 5-D": (lambda: nt.GroupNorm(3, 6), lambda: torch.nn.GroupNorm(3, 6), (2, 6, 3, 4, 5)),
     "InstanceNorm2d": (lambda: nt.InstanceNorm2d(4, affine=True), lambda: torch.nn.InstanceNorm2d(4, affine=True),
                        (3, 4, 5, 6)),
     "RMSNorm 4-D": (lambda: nt.RMSNorm((5, 6)), lambda: torch.nn.RMSNorm((5, 6)), (3, 4, 5, 6)),
@@ -164,8 +165,11 @@ def test_channels_last_in_is_channels_last_out(name, training, path):
     torch.testing.assert_close(dx, dx_ref, rtol=1e-4, atol=1e-4)
 
 
-def test_channels_last_batch_norm_reads_the_input_where_it_lies(monkeypatch):
-    """The kernels get x's own memory (a channels-innermost view), not a contiguous copy."""
+@pytest.mark.parametrize("name, features_last", [("BatchNorm2d", True), ("GroupNorm", False),
+                                                 ("InstanceNorm2d", False)])
+def test_channels_last_reads_the_input_where_it_lies(monkeypatch, name, features_last):
+    """The kernels get x's own memory (a channels-innermost view), not a contiguous copy:
+    batch norm as a features-last norm, group and instance norm on the channels-last kernels."""
     from normgrad import kernels
 
     seen = []
@@ -177,8 +181,10 @@ def test_channels_last_batch_norm_reads_the_input_where_it_lies(monkeypatch):
 
     monkeypatch.setattr(kernels, "forward_stages", spy)
     x = torch.randn(3, 4, 5, 6).contiguous(memory_format=torch.channels_last)
-    nt.BatchNorm2d(4)(x)
-    assert seen == [(True, x.data_ptr())]
+    module = {"BatchNorm2d": lambda: nt.BatchNorm2d(4), "GroupNorm": lambda: nt.GroupNorm(2, 4),
+              "InstanceNorm2d": lambda: nt.InstanceNorm2d(4)}[name]()
+    module(x)
+    assert seen == [(features_last, x.data_ptr())]
 
 
 FUNC = {

@@ -39,7 +39,8 @@ from . import _checks as check
 from . import _numpy
 from ._dispatch import NCHUNKS, PARALLEL_MIN_SIZE, _numba, backend, use_numpy
 from ._norms import (channel_affine, channel_double_backward, channel_grad_input, channel_grad_sums, channel_moments,
-                     input_gradient_coefficients, sample_backward, sample_double_backward, sample_forward)
+                     input_gradient_coefficients, last_backward, last_forward, sample_backward,
+                     sample_double_backward, sample_forward)
 
 try:
     from ._fpmode import flushing_denormals, set_flush_denormal
@@ -98,13 +99,18 @@ def norm_forward(spec: NormSpec, x, gamma, beta, *, G: int | None = None, eps: f
     return y, forward_stages(spec, x, gamma, beta, groups, eps, y, fixed, weights)
 
 
-def forward_stages(spec: NormSpec, x, gamma, beta, groups: int, eps: float, y, fixed=None, weights=None
-                   ) -> NormStats:
+def forward_stages(spec: NormSpec, x, gamma, beta, groups: int, eps: float, y, fixed=None, weights=None,
+                   channels_last: bool = False) -> NormStats:
     """``norm_forward``'s work on arguments already checked: x a C-contiguous float array,
     gamma and beta float64 (C,), y x's like, fixed the NormStats to use (None: the
     batch's), weights (N, L) of the mask's valid positions (None: all). Writes y, returns
     the NormStats. NaN/Inf in x raise ``NonFiniteError`` where statistics are computed and
-    propagate with fixed statistics (normgrad.torch's operators call this directly)."""
+    propagate with fixed statistics (normgrad.torch's operators call this directly).
+    ``channels_last``: x and y are (N, *spatial, C), a channels-last tensor's memory, for
+    a centred per-sample spec (group, instance norm) with batch statistics and no mask."""
+    if channels_last:
+        x3, y3 = x.reshape(x.shape[0], -1, x.shape[-1]), y.reshape(y.shape[0], -1, y.shape[-1])
+        return last_forward(spec, x3, gamma, beta, groups, eps, y3)
     if fixed is not None:
         channel_affine(_per_channel(spec, x), fixed.mean, fixed.invstd * gamma, beta, _per_channel(spec, y))
         return fixed
@@ -140,9 +146,13 @@ def norm_backward(spec: NormSpec, dy, x, gamma, stats, *, G: int | None = None, 
 
 
 def backward_stages(spec: NormSpec, dy, x, gamma, groups: int, stats: NormStats, dx, batch_stats: bool = True,
-                    weights=None):
+                    weights=None, channels_last: bool = False):
     """``norm_backward``'s work on arguments already checked (as ``forward_stages``; dy
     x's like, stats float64 C-contiguous): writes dx, returns (dgamma, dbeta) float64 (C,)."""
+    if channels_last:
+        def view(a):
+            return a.reshape(a.shape[0], -1, a.shape[-1])
+        return last_backward(spec, view(dy), view(x), gamma, groups, stats, view(dx))
     if spec.across == "sample" and batch_stats:
         return sample_backward(spec, dy, x, gamma, groups, stats, dx, weights)
     C = stats.mean.size

@@ -45,7 +45,7 @@ def backend() -> str:
 # came out within 0.05x of each other, the larger threshold behind both, and Numba's
 # workqueue threading layer 0.1-0.3x behind its OpenMP one. Numba's OpenMP runtime is a
 # separate copy of libgomp from torch's: its thread count never changes torch's.
-PARALLEL_MIN_SIZE = {"channel": 1 << 17, "row": 1 << 16}
+PARALLEL_MIN_SIZE = {"channel": 1 << 17, "row": 1 << 16, "last": 1 << 16}
 NCHUNKS = 16  # work items of a parallel loop: fixed, so sums do not depend on the thread count
 
 

@@ -7,7 +7,8 @@ A spec's (N, G, K, L) view of x goes to one of two kernel families:
   gradient sums, input gradient) so a caller can reduce the statistics or the sums
   between them (synchronized, ghost or renormalized batch norm);
 - statistics per sample (``across="sample"``): the *row* kernels over x viewed as
-  (N*G, K, L), forward and backward each fused in one pass per row.
+  (N*G, K, L), forward and backward each fused in one pass per row; on channels-last
+  memory (group and instance norm of an NHWC tensor) the *last* kernels over (N, L, C).
 
 Every spec field is honoured: ``features_last`` and ``groups`` through the view,
 ``centered`` in the statistics (uncentred: mean 0, var the mean square) and in the
@@ -122,6 +123,30 @@ def sample_backward(spec: NormSpec, dy, x, gamma, groups: int, stats: NormStats,
     run, chunks = kernel("row_backward", x.size)
     sums = run(*args, chunks)
     return _finite_or_numpy(sums, lambda: _numpy.row_backward(*args, 1), ("dy", dy), ("x", x))
+
+
+def last_forward(spec: NormSpec, x3, gamma, beta, groups: int, eps: float, y3) -> NormStats:
+    """A centred per-sample norm (group, instance) on channels-last memory, x3 and y3
+    (N, L, C): y written, NormStats (N, G) returned."""
+    N = x3.shape[0]
+    mean, var, invstd = np.empty((N, groups)), np.empty((N, groups)), np.empty((N, groups))
+    args = (gamma.astype(x3.dtype), beta.astype(x3.dtype), groups, eps, y3, mean, var, invstd)
+    run, chunks = kernel("last_forward", x3.size)
+    run(x3, *args, chunks)
+
+    def with_numpy():  # writes y and the statistics again
+        _numpy.last_forward(x3, *args, 1)
+        return mean, var
+
+    _finite_or_numpy((mean, var), with_numpy, ("x", x3))
+    return NormStats(mean, var, invstd)
+
+
+def last_backward(spec: NormSpec, dy3, x3, gamma, groups: int, stats: NormStats, dx3):
+    """``last_forward``'s backward: dx3 written, (dgamma, dbeta) (C,) float64 returned."""
+    args = (dy3, x3, gamma.astype(x3.dtype), groups, stats.mean, stats.invstd, dx3)
+    run, chunks = kernel("last_backward", x3.size)
+    return _finite_or_numpy(run(*args, chunks), lambda: _numpy.last_backward(*args, 1), ("dy", dy3), ("x", x3))
 
 
 # ----------------------------------------------------------------------------- double backward

@@ -1,6 +1,6 @@
 """The Numba kernels, gathered: ``PARALLEL[name]`` and ``SERIAL[name]`` of both families
 (``_numba_channel``: statistics across the batch; ``_numba_row``: statistics per
-sample), and the fused Adam step. Imported only when Numba is installed (see
+sample; ``_numba_last``: per sample on channels-last memory), and the fused Adam step. Imported only when Numba is installed (see
 ``__init__.py``); every kernel compiles on its first call (and is cached on disk),
 not at import.
 """
@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _numba_channel, _numba_row
+from . import _numba_channel, _numba_last, _numba_row
 from ._numba_base import helper
 
-PARALLEL = {**_numba_channel.PARALLEL, **_numba_row.PARALLEL}
-SERIAL = {**_numba_channel.SERIAL, **_numba_row.SERIAL}
+PARALLEL = {**_numba_channel.PARALLEL, **_numba_row.PARALLEL, **_numba_last.PARALLEL}
+SERIAL = {**_numba_channel.SERIAL, **_numba_row.SERIAL, **_numba_last.SERIAL}
 
 
 @helper

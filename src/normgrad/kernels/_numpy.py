@@ -109,6 +109,32 @@ def row_backward(dy, x, gamma, G, centered, weights, mean, invstd, dx, nchunks):
     return dgamma, dbeta
 
 
+def _last_view(a, G):
+    """(N, L, C) as (N, L, G, C // G), float64: statistic (n, g) over axes 1 and 3."""
+    N, L, C = a.shape
+    return a.astype(np.float64).reshape(N, L, G, C // G)
+
+
+def last_forward(x, gamma, beta, G, eps, y, mean, var, invstd, nchunks):
+    m, s2, _ = moments(x.reshape(x.shape[0], x.shape[1], G, -1), (1, 3))
+    mean[...], var[...] = m.reshape(mean.shape), s2.reshape(var.shape)
+    invstd[...] = 1.0 / np.sqrt(var + eps)
+    xhat = (_last_view(x, G) - m) * invstd.reshape(-1, 1, G, 1)
+    y[...] = (xhat.reshape(x.shape) * gamma.astype(np.float64) + beta.astype(np.float64))
+
+
+def last_backward(dy, x, gamma, G, mean, invstd, dx, nchunks):
+    N, L, C = x.shape
+    inv = invstd.reshape(N, 1, G, 1)
+    xhat = (_last_view(x, G) - mean.reshape(N, 1, G, 1)) * inv
+    dy64 = _last_view(dy, G)
+    dgamma = (dy64 * xhat).sum(axis=(0, 1)).reshape(C)
+    dbeta = dy64.sum(axis=(0, 1)).reshape(C)
+    dxhat = dy64 * gamma.astype(np.float64).reshape(1, 1, G, C // G)
+    dx[...] = normalize_backward(dxhat, xhat, inv, (1, 3), True, None).reshape(x.shape)
+    return dgamma, dbeta
+
+
 def row_double_backward(dy, x, a, gamma, ga, gb, G, centered, mean, invstd, ddy, dx, nchunks):
     """The closed form, term by term in float64 (``_numba_row``'s comment gives it)."""
     R, K, L = x.shape

@@ -52,7 +52,23 @@ def _check_count(count, centered: bool, input) -> None:
 
 
 def _flat(p: torch.Tensor | None) -> torch.Tensor | None:
-    return None if p is None else p.reshape(-1)
+    """A parameter as (C,); a 1-D one as it is (no view, no extra node in the backward)."""
+    return p if p is None or p.dim() == 1 else p.reshape(-1)
+
+
+def _features_last(module, input: torch.Tensor) -> torch.Tensor:
+    """input as (..., D), D = prod(normalized_shape); a 1-D normalized_shape leaves it as it is."""
+    D = _trailing(module, input)
+    if len(module.normalized_shape) == 1:
+        return input
+    return input.reshape(*input.shape[:input.dim() - len(module.normalized_shape)], D)
+
+
+def _as_input(y: torch.Tensor, input: torch.Tensor) -> torch.Tensor:
+    """The output in the input's shape and memory format."""
+    if y.shape != input.shape:
+        y = y.reshape(input.shape)
+    return y.contiguous(memory_format=memory_format(input))
 
 
 class Norm(ReportsPath, torch.nn.Module):
@@ -130,10 +146,9 @@ class LayerNorm(ReportsPath, torch.nn.LayerNorm):
 
     def forward(self, input):
         self._note_path(input)
-        D = _trailing(self, input)
-        flat = input.reshape(*input.shape[:input.dim() - len(self.normalized_shape)], D)
-        y = apply_norm(flat, _flat(self.weight), _flat(self.bias), None, None, "layer", 1, self.eps)[0]
-        return y.reshape(input.shape).contiguous(memory_format=memory_format(input))
+        flat = _features_last(self, input)
+        return _as_input(apply_norm(flat, _flat(self.weight), _flat(self.bias), None, None, "layer", 1, self.eps)[0],
+                         input)
 
 
 class RMSNorm(ReportsPath, torch.nn.RMSNorm):
@@ -142,11 +157,9 @@ class RMSNorm(ReportsPath, torch.nn.RMSNorm):
 
     def forward(self, input):
         self._note_path(input)
-        D = _trailing(self, input)
-        flat = input.reshape(*input.shape[:input.dim() - len(self.normalized_shape)], D)
+        flat = _features_last(self, input)
         eps = torch.finfo(input.dtype).eps if self.eps is None else self.eps
-        y = apply_norm(flat, _flat(self.weight), None, None, None, "rms", 1, eps)[0]
-        return y.reshape(input.shape).contiguous(memory_format=memory_format(input))
+        return _as_input(apply_norm(flat, _flat(self.weight), None, None, None, "rms", 1, eps)[0], input)
 
 
 class GroupNorm(ReportsPath, torch.nn.GroupNorm):

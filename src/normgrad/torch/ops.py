@@ -84,6 +84,14 @@ def _channels_innermost(spec, x: Tensor, fmt: torch.memory_format | None = None)
     return replace(spec, features_last=True), order
 
 
+def _samples_channels_last(spec, x: Tensor, fmt: torch.memory_format):
+    """The permutation that views a channels-last x as (N, *spatial, C) without a copy, for
+    a centred per-sample norm (group, instance) the channels-last kernels take; else None."""
+    if spec.across != "sample" or spec.features_last or not spec.centered or fmt == torch.contiguous_format:
+        return None
+    return (0, *range(2, x.dim()), 1)
+
+
 def _np(t: Tensor) -> np.ndarray:
     return t.detach().contiguous().numpy()
 
@@ -142,18 +150,21 @@ def _kernel_forward(spec, x, weight, bias, running, groups, eps, mask):
     gamma, beta = _vector(weight, C, 1.0), _vector(bias, C, 0.0)
     fmt = memory_format(x)
     inner = _channels_innermost(spec, x, fmt)
-    y = torch.empty_like(x, memory_format=fmt if inner else torch.contiguous_format)
+    last = None if running is not None or mask is not None else _samples_channels_last(spec, x, fmt)
+    y = torch.empty_like(x, memory_format=fmt if inner or last else torch.contiguous_format)
     xs, ys = x, y
     if inner is not None:  # channels last: the same memory, channels innermost, no copy
         spec, order = inner
         xs, ys = x.permute(order), y.permute(order)
+    elif last is not None:
+        xs, ys = x.permute(last), y.permute(last)
     xa = _np(xs)
     G = spec.num_groups(C, groups)
     # fresh float64 copies of the running statistics: the outputs never share the buffers' memory
     fixed = None if running is None else NormStats.of(_vector(running[0], C, 0.0), _vector(running[1], C, 1.0), eps)
     weights = None if mask is None or fixed is not None else spec.mask_weights(_np_mask(mask), xa.shape, G, xa.dtype)
-    stats = kernels.forward_stages(spec, xa, gamma, beta, G, eps, ys.numpy(), fixed, weights)
-    if fmt != torch.contiguous_format and inner is None:  # per-sample norms: computed contiguous, given back as x lies
+    stats = kernels.forward_stages(spec, xa, gamma, beta, G, eps, ys.numpy(), fixed, weights, last is not None)
+    if fmt != torch.contiguous_format and not (inner or last):  # computed contiguous, given back as x lies
         y = y.contiguous(memory_format=fmt)
     return y, *(torch.from_numpy(a) for a in stats)
 
@@ -210,18 +221,21 @@ def _kernel_backward(spec, dy, x, weight, mean, var, invstd, groups, batch_stats
     C = spec.channels(tuple(x.shape))
     fmt = memory_format(x)
     inner = _channels_innermost(spec, x, fmt)
-    dx = torch.empty_like(x, memory_format=fmt if inner else torch.contiguous_format)
+    last = None if not batch_stats or mask is not None else _samples_channels_last(spec, x, fmt)
+    dx = torch.empty_like(x, memory_format=fmt if inner or last else torch.contiguous_format)
     dy, xs, dxs = dy.to(x.dtype), x, dx
     if inner is not None:
         spec, order = inner
         dy, xs, dxs = dy.permute(order), x.permute(order), dx.permute(order)
+    elif last is not None:
+        dy, xs, dxs = dy.permute(last), x.permute(last), dx.permute(last)
     xa = _np(xs)
     G = spec.num_groups(C, groups)
     stats = NormStats(*(_np(s.to(torch.float64)) for s in (mean, var, invstd)))
     weights = None if mask is None or not batch_stats else spec.mask_weights(_np_mask(mask), xa.shape, G, xa.dtype)
     dweight, dbias = kernels.backward_stages(spec, _np(dy), xa, _vector(weight, C, 1.0), G, stats, dxs.numpy(),
-                                             batch_stats, weights)
-    if fmt != torch.contiguous_format and inner is None:
+                                             batch_stats, weights, last is not None)
+    if fmt != torch.contiguous_format and not (inner or last):
         dx = dx.contiguous(memory_format=fmt)
     return dx, torch.from_numpy(dweight), torch.from_numpy(dbias)
 
