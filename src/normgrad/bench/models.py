@@ -130,6 +130,23 @@ def _summary(e: Exception) -> str:
     return f"{type(e).__name__}: {first[:300]} (at {frame.filename}:{frame.lineno} in {frame.name})"
 
 
+NATIVE_NORMS = ("aten::native_batch_norm", "aten::native_group_norm", "aten::native_layer_norm")
+
+
+def norm_share(step, steps: int = 5) -> float:
+    """The fraction of a torch.nn step's time inside torch's norm kernels (forward and
+    backward, from the profiler): a model with normgrad's norms can be at best
+    1 - share of it, were normgrad's norms free."""
+    step()
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        start = time.perf_counter()
+        for _ in range(steps):
+            step()
+        wall_us = (time.perf_counter() - start) * 1e6
+    norms_us = sum(e.cpu_time_total for e in prof.key_averages() if e.key.startswith(NATIVE_NORMS))
+    return norms_us / wall_us
+
+
 def _time_model(case: dict, rounds: int, block_s: float, settle_s: float) -> list[dict]:
     """Rows of one model (eager, and compiled when the case says so): medians, ratios, loss differences."""
     import normgrad.torch as nt
@@ -167,6 +184,8 @@ def _time_model(case: dict, rounds: int, block_s: float, settle_s: float) -> lis
                        loss=losses[names["torch.nn"]],
                        max_abs_loss_diff=abs(losses[names["normgrad"]] - losses[names["torch.nn"]]))
             row["ratio"] = row["normgrad_ms"] / row["torch_ms"]
+            if mode == "eager":
+                row["torch_norm_share"] = norm_share(steps[names["torch.nn"]])
             row["met"] = row["ratio"] <= case["target_ratio"]
         if mode == "compiled":
             row["first_call_s"] = first_call_s
