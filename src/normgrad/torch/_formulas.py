@@ -140,7 +140,14 @@ def forward(spec: NormSpec, x, weight, bias, groups: int, eps: float, running=No
     xv, view = _view(spec, x, groups)
     shift, mean_d, var = shifted_moments(spec, xv, mask_weights(spec, x, mask, groups))
     invstd = torch.rsqrt(var + eps)
-    y = _affine(xv - shift - mean_d, invstd, weight, bias, view).reshape(x.shape).to(x.dtype)
+    # y = (x - s) * scale + offset with per-channel s (each channel's first value, near the
+    # statistic's shift: x - s exact), scale and offset, (N or 1, G, K, 1): the elementwise
+    # pass reads per-channel values only (no group index per element), so it vectorizes
+    # under inductor; offset = beta + ((s - shift) - mean_d) * scale keeps the shifted precision
+    s = xv[..., :1].detach() if spec.centered else torch.zeros_like(shift)
+    scale = invstd * _param(weight, view, xv.dtype, 1.0)
+    offset = ((s - shift) - mean_d) * scale + _param(bias, view, xv.dtype, 0.0)
+    y = ((xv - s) * scale + offset).reshape(x.shape).to(x.dtype)
     dtype = stats_dtype or xv.dtype
     shape = spec.stats_shape(view)
     mean = (shift.to(dtype) + mean_d.to(dtype)).reshape(shape)
@@ -185,19 +192,23 @@ def backward(spec: NormSpec, dy, x, weight, mean, invstd, groups: int, batch_sta
     d = dy.reshape(view).to(xv.dtype)
     s = _stat(spec, invstd, view).to(xv.dtype)
     xhat = centred(xv, _stat(spec, mean, view)) * s
-    dweight = (d * xhat).sum(dim=(0, 3)).reshape(C)
-    dbias = d.sum(dim=(0, 3)).reshape(C)
-    g = d * _param(weight, view, xv.dtype, 1.0)
+    # one pass of sums over L per (n, g, k); every other sum is over these (N, G, K, 1)
+    sum_d, sum_dxhat = d.sum(dim=3, keepdim=True), (d * xhat).sum(dim=3, keepdim=True)
+    dweight, dbias = sum_dxhat.sum(dim=0).reshape(C), sum_d.sum(dim=0).reshape(C)
+    gamma = _param(weight, view, xv.dtype, 1.0)
     w = mask_weights(spec, x, mask, groups) if batch_stats else None
-    if batch_stats and w is None:
-        axes = spec.reduce_axes
-        g_mean = g.mean(dim=axes, keepdim=True) if spec.centered else 0.0
-        g = g - g_mean - xhat * (g * xhat).mean(dim=axes, keepdim=True)
-    elif batch_stats:
-        axes = spec.reduce_axes
+    if not batch_stats:
+        return (d * gamma * s).reshape(x.shape).to(x.dtype), dweight, dbias
+    axes = spec.reduce_axes
+    if w is None:
+        n = spec.count(view)
+        g_mean = (gamma * sum_d).sum(dim=axes, keepdim=True) / n if spec.centered else 0.0
+        dx = d * gamma - g_mean - xhat * ((gamma * sum_dxhat).sum(dim=axes, keepdim=True) / n)
+    else:
+        g = d * gamma
         n = valid_count(spec, xv, w)
         through_stats = xhat * (g * xhat).sum(dim=axes, keepdim=True) / n
         if spec.centered:
             through_stats = through_stats + g.sum(dim=axes, keepdim=True) / n
-        g = g - w * through_stats
-    return (g * s).reshape(x.shape).to(x.dtype), dweight, dbias
+        dx = g - w * through_stats
+    return (dx * s).reshape(x.shape).to(x.dtype), dweight, dbias
