@@ -128,10 +128,22 @@ def _affine(xmu, invstd, weight, bias, view):
     return xmu * (invstd * _param(weight, view, xmu.dtype, 1.0)) + _param(bias, view, xmu.dtype, 0.0)
 
 
-def forward(spec: NormSpec, x, weight, bias, groups: int, eps: float, running=None, mask=None, stats_dtype=None):
+def _per_channel(t: torch.Tensor, view) -> torch.Tensor:
+    """A (B, G, K, 1) coefficient as a buffer of its own, (B, G*K) in memory, viewed back:
+    inductor then reads it by (sample, channel) in the elementwise loop instead of
+    recomputing it there from per-group values (an integer division per element, which
+    keeps the loop scalar); as torch's own CPU decomposition of group norm does."""
+    B, G, K = t.shape[0], view[1], view[2]
+    t = torch.broadcast_to(t, (B, G, K, 1)).contiguous()
+    return t.as_strided((B, G * K), (G * K, 1)).reshape(B, G, K, 1)
+
+
+def forward(spec: NormSpec, x, weight, bias, groups: int, eps: float, running=None, mask=None, stats_dtype=None,
+            channel_buffers: bool = False):
     """(y, mean, var, invstd): batch statistics (over the mask's valid positions), or
     ``running`` = (mean, var) (C,) when given; statistics in ``stats_dtype`` (default: the
-    accumulation dtype), y from the shifted values."""
+    accumulation dtype), y from the shifted values. ``channel_buffers``: the elementwise
+    pass's per-channel coefficients as buffers of their own (``_per_channel``: for inductor)."""
     if running is not None:
         dtype = stats_dtype or accumulation_dtype(x.dtype)
         mean, var = (r.to(dtype) for r in running)
@@ -140,13 +152,16 @@ def forward(spec: NormSpec, x, weight, bias, groups: int, eps: float, running=No
     xv, view = _view(spec, x, groups)
     shift, mean_d, var = shifted_moments(spec, xv, mask_weights(spec, x, mask, groups))
     invstd = torch.rsqrt(var + eps)
-    # y = (x - s) * scale + offset with per-channel s (each channel's first value, near the
-    # statistic's shift: x - s exact), scale and offset, (N or 1, G, K, 1): the elementwise
-    # pass reads per-channel values only (no group index per element), so it vectorizes
-    # under inductor; offset = beta + ((s - shift) - mean_d) * scale keeps the shifted precision
-    s = xv[..., :1].detach() if spec.centered else torch.zeros_like(shift)
+    # y = (x - s) * scale + offset, offset = beta + ((s - shift) - mean_d) * scale: the shifted
+    # precision (x - s exact) with coefficients per (sample or 1, channel); per-sample norms
+    # over many positions shift by each channel's first value, so that the elementwise pass
+    # reads per-channel values only and vectorizes under inductor
+    many_positions = view[3] > 1  # (N, C, *spatial): coefficients per (sample, channel) are small
+    s = xv[..., :1].detach() if spec.centered and spec.across == "sample" and many_positions else shift
     scale = invstd * _param(weight, view, xv.dtype, 1.0)
     offset = ((s - shift) - mean_d) * scale + _param(bias, view, xv.dtype, 0.0)
+    if channel_buffers and many_positions:
+        s, scale, offset = (_per_channel(t, view) for t in (s, scale, offset))
     y = ((xv - s) * scale + offset).reshape(x.shape).to(x.dtype)
     dtype = stats_dtype or xv.dtype
     shape = spec.stats_shape(view)

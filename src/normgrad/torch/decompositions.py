@@ -31,7 +31,7 @@ def _forward(x, weight, bias, running_mean, running_var, norm, groups, eps, mask
     running = None if running_mean is None else (running_mean, running_var)
     if x.numel() == 0:
         return ops._empty_forward(spec, x, running, groups, eps)
-    return ops.torch_ops_forward(spec, x, weight, bias, running, groups, eps, mask)
+    return ops.torch_ops_forward(spec, x, weight, bias, running, groups, eps, mask, channel_buffers=True)
 
 
 def _backward(dy, x, weight, mean, var, invstd, norm, groups, batch_stats, mask=None):

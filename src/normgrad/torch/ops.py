@@ -134,11 +134,12 @@ def _forward_impl(x: Tensor, weight, bias, running_mean, running_var, norm: str,
     return torch_ops_forward(spec, x, weight, bias, running, groups, eps, mask)
 
 
-def torch_ops_forward(spec, x, weight, bias, running, groups, eps, mask):
+def torch_ops_forward(spec, x, weight, bias, running, groups, eps, mask, channel_buffers: bool = False):
     """``_forward_impl`` in torch operations (``_formulas``), statistics in ``stats_dtype(x)``:
     the path of CUDA and half-precision inputs, and what ``torch.compile`` fuses
-    (``decompositions``)."""
-    y, mean, var, invstd = _formulas.forward(spec, x, weight, bias, groups, eps, running, mask, stats_dtype(x))
+    (``decompositions``, with ``channel_buffers``)."""
+    y, mean, var, invstd = _formulas.forward(spec, x, weight, bias, groups, eps, running, mask, stats_dtype(x),
+                                             channel_buffers)
     # clones: an operator's outputs never share memory with its inputs (the running buffers)
     return y.contiguous(memory_format=memory_format(x)), mean.clone(), var.clone(), invstd.clone()
 
