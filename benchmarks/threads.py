@@ -7,9 +7,9 @@ numbers: a step that keeps 2 cores busy for 1.3 wall-clock step is fighting).
     .venv/bin/python benchmarks/threads.py --trace t.json   # also a chrome://tracing timeline
 
 Policies: ``NUMBA_THREADING_LAYER`` (omp: a second OpenMP runtime beside torch's;
-workqueue: Numba's own pool of sleeping workers), and where a kernel beside torch runs
-(``NORMGRAD_BESIDE_TORCH``: "parallel" from the NumPy users' thresholds, "serial" on the
-calling thread only, or the default).
+workqueue: Numba's own pool of sleeping workers), each in its own process, and where the
+kernels go parallel ("serial": never; "from 2**20": only from 2**20 elements; "parallel":
+from ``kernels.PARALLEL_MIN_SIZE``), interleaved in one process. ``LAYERS=omp`` runs one layer.
 """
 
 from __future__ import annotations
@@ -22,7 +22,9 @@ import sys
 import time
 
 LAYERS = tuple(os.environ.get("LAYERS", "omp,workqueue").split(","))
-BESIDE = {"serial": 1 << 62, "from 2**20": 1 << 20, "parallel": 0}  # kernels.PARALLEL_MIN_SIZE_BESIDE_TORCH
+# where the kernels go parallel: never, only from 2**20 elements (normgrad's rule beside torch
+# before this benchmark), or from kernels.PARALLEL_MIN_SIZE (the rule everywhere now)
+BESIDE = {"serial": 1 << 62, "from 2**20": 1 << 20, "parallel": None}
 
 
 def _cpu_by_thread() -> dict[int, float]:
@@ -55,11 +57,13 @@ def _models(torch):
     }
 
 
-def _beside(threshold: int, step):
+def _beside(threshold: int | None, step):
     from normgrad.kernels import _dispatch
 
+    default = dict(_dispatch.PARALLEL_MIN_SIZE)
+
     def run():
-        _dispatch.PARALLEL_MIN_SIZE_BESIDE_TORCH = threshold
+        _dispatch.PARALLEL_MIN_SIZE.update(default if threshold is None else dict.fromkeys(default, threshold))
         return step()
     return run
 
