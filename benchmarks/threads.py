@@ -20,6 +20,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 LAYERS = tuple(os.environ.get("LAYERS", "omp,workqueue").split(","))
 # where the kernels go parallel: never, only from 2**20 elements (normgrad's rule beside torch
@@ -108,7 +109,9 @@ def main() -> None:
     trace = sys.argv[sys.argv.index("--trace") + 1] if "--trace" in sys.argv else None
     for layer in LAYERS:
         env = dict(os.environ, NUMBA_THREADING_LAYER=layer)
-        args = [sys.executable, __file__, "--child", layer] + ([f"{layer}-{trace}"] if trace else [])
+        args = [sys.executable, __file__, "--child", layer]
+        if trace:  # one trace per layer, beside the path given: omp-t.json, workqueue-t.json
+            args.append(str(Path(trace).with_name(f"{layer}-{Path(trace).name}")))
         out = subprocess.run(args, env=env, capture_output=True, text=True, check=True).stdout.splitlines()[-1]
         for name, row in json.loads(out).items():
             ms = row["ms"]
