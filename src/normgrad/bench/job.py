@@ -25,7 +25,6 @@ both sides and depends on the allocator's history. The timings are steady-state 
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
 import platform
@@ -44,17 +43,7 @@ from . import bandwidth
 from .layouts import channels_last_rows
 from .masked import masked_rows
 from .norms import CASES, QUICK_CASES, set_threads, time_case
-from .timing import time_blocks
-
-
-def keep_freed_memory() -> bool:
-    """glibc: serve large allocations from the heap and never give it back (no page
-    faults for reallocated arrays). False where that cannot be set."""
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        return bool(libc.mallopt(-3, 1 << 30) and libc.mallopt(-1, (1 << 31) - 1))  # M_MMAP_, M_TRIM_THRESHOLD
-    except (OSError, AttributeError):
-        return False
+from .timing import keep_freed_memory, time_blocks
 
 
 def _torch():

@@ -40,7 +40,7 @@ import traceback
 import torch
 
 from .norms import set_threads
-from .timing import time_blocks
+from .timing import keep_freed_memory, time_blocks
 
 THREADS = (1, 2)
 TARGET = 0.95  # normgrad / torch.nn, a model's step
@@ -225,8 +225,6 @@ def _time_overhead(rounds: int, settle_s: float) -> list[dict]:
 
 def child(threads: int, quick: bool) -> None:
     """The work of one thread count, in a fresh process: prints one line of JSON."""
-    from .job import keep_freed_memory
-
     keep_freed_memory()
     set_threads(threads, torch)  # before any model or tensor exists
     rounds, block_s, settle_s = (2, 0.03, 0.05) if quick else (7, 0.1, 0.15)

@@ -8,6 +8,7 @@ functions round by round (drifts in machine load hit all alike)."""
 
 from __future__ import annotations
 
+import ctypes
 import time
 
 import numpy as np
@@ -55,3 +56,14 @@ def time_blocks(fns: dict, rounds: int = 5, block_s: float = 0.03, settle_s: flo
                 fn()
             times[name].append((time.perf_counter() - t) / per[name])
     return {name: 1e3 * float(np.median(t)) for name, t in times.items()}
+
+
+def keep_freed_memory() -> bool:
+    """glibc: serve large allocations from the heap and never give it back (no page
+    faults for reallocated arrays), for the rest of the process. False where that
+    cannot be set."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        return bool(libc.mallopt(-3, 1 << 30) and libc.mallopt(-1, (1 << 31) - 1))  # M_MMAP_, M_TRIM_THRESHOLD
+    except (OSError, AttributeError):
+        return False

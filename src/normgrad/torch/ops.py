@@ -32,10 +32,8 @@ invstd) have ``spec.stats_shape``: (C,) or (N, G).
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Optional
 
-import numpy as np
 import torch
 from torch import Tensor
 
@@ -44,6 +42,8 @@ from ..core.specs import from_code
 from ..core.stats import NormStats
 from ..core.validate import NonFiniteError
 from . import _double_backward, _formulas
+from ._arrays import (as_numpy, channels_innermost, float64_vector, memory_format, numpy_mask,
+                      samples_channels_last, wrapped)
 
 FORCE_TORCH_OPS = False
 
@@ -64,57 +64,11 @@ def stats_dtype(x: Tensor) -> torch.dtype:
     return torch.float64 if uses_kernels(x) else _formulas.accumulation_dtype(x.dtype)
 
 
-def memory_format(x: Tensor) -> torch.memory_format:
-    """x's memory format as torch's norms keep it: channels_last (3d) for a 4-D (5-D) input
-    laid out with channels innermost, else contiguous."""
-    if x.dim() in (4, 5) and not x.is_contiguous():
-        cl = torch.channels_last if x.dim() == 4 else torch.channels_last_3d
-        if x.is_contiguous(memory_format=cl):
-            return cl
-    return torch.contiguous_format
-
-
-def _channels_innermost(spec, x: Tensor, fmt: torch.memory_format | None = None):
-    """(spec, permutation) to run batch statistics of a channels-last x on its memory as it
-    is: x viewed as (N, *spatial, C) by a features-last spec; None when x is not such.
-    ``fmt``: x's ``memory_format`` when the caller has it."""
-    if spec.across != "batch" or spec.features_last or (fmt or memory_format(x)) == torch.contiguous_format:
-        return None
-    order = (0, *range(2, x.dim()), 1)
-    return replace(spec, features_last=True), order
-
-
-def _samples_channels_last(spec, x: Tensor, fmt: torch.memory_format):
-    """The permutation that views a channels-last x as (N, *spatial, C) without a copy, for
-    a centred per-sample norm (group, instance) the channels-last kernels take; else None."""
-    if spec.across != "sample" or spec.features_last or not spec.centered or fmt == torch.contiguous_format:
-        return None
-    return (0, *range(2, x.dim()), 1)
-
-
-def _np(t: Tensor) -> np.ndarray:
-    return t.detach().contiguous().numpy()
-
-
-def _vector(t: Tensor | None, C: int, default: float) -> np.ndarray:
-    """A (C,) parameter or statistic as a new float64 array (never sharing t's memory)."""
-    if t is None:
-        return np.full(C, default)
-    t = t.detach()
-    if t.device.type == "cpu" and t.dtype in (torch.float32, torch.float64):
-        return t.numpy().astype(np.float64)
-    return t.to("cpu", torch.float64).numpy()
-
-
 def _stats_shape(x: Tensor, norm: str, groups: int, running: bool) -> tuple[int, ...]:
     spec = from_code(norm)
     if running:
         return (spec.channels(tuple(x.shape)),)
     return spec.stats_shape(spec.view(tuple(x.shape), groups if spec.groups == "given" else None))
-
-
-def _np_mask(mask: Tensor | None):
-    return None if mask is None else mask.detach().cpu().numpy()
 
 
 def _forward_impl(x: Tensor, weight, bias, running_mean, running_var, norm: str, groups: int, eps: float,
@@ -148,10 +102,10 @@ def _kernel_forward(spec, x, weight, bias, running, groups, eps, mask):
     """``_forward_impl`` on the kernels' stages directly: the module checked the arguments
     (a second check in ``kernels.norm_forward`` would cost as much as a small call's work)."""
     C = spec.channels(tuple(x.shape))
-    gamma, beta = _vector(weight, C, 1.0), _vector(bias, C, 0.0)
+    gamma, beta = float64_vector(weight, C, 1.0), float64_vector(bias, C, 0.0)
     fmt = memory_format(x)
-    inner = _channels_innermost(spec, x, fmt)
-    last = None if running is not None or mask is not None else _samples_channels_last(spec, x, fmt)
+    inner = channels_innermost(spec, x, fmt)
+    last = None if running is not None or mask is not None else samples_channels_last(spec, x, fmt)
     y = torch.empty_like(x, memory_format=fmt if inner or last else torch.contiguous_format)
     xs, ys = x, y
     if inner is not None:  # channels last: the same memory, channels innermost, no copy
@@ -159,11 +113,11 @@ def _kernel_forward(spec, x, weight, bias, running, groups, eps, mask):
         xs, ys = x.permute(order), y.permute(order)
     elif last is not None:
         xs, ys = x.permute(last), y.permute(last)
-    xa = _np(xs)
+    xa = as_numpy(xs)
     G = spec.num_groups(C, groups)
     # fresh float64 copies of the running statistics: the outputs never share the buffers' memory
-    fixed = None if running is None else NormStats.of(_vector(running[0], C, 0.0), _vector(running[1], C, 1.0), eps)
-    weights = None if mask is None or fixed is not None else spec.mask_weights(_np_mask(mask), xa.shape, G, xa.dtype)
+    fixed = None if running is None else NormStats.of(float64_vector(running[0], C, 0.0), float64_vector(running[1], C, 1.0), eps)
+    weights = None if mask is None or fixed is not None else spec.mask_weights(numpy_mask(mask), xa.shape, G, xa.dtype)
     stats = kernels.forward_stages(spec, xa, gamma, beta, G, eps, ys.numpy(), fixed, weights, last is not None)
     if fmt != torch.contiguous_format and not (inner or last):  # computed contiguous, given back as x lies
         y = y.contiguous(memory_format=fmt)
@@ -221,8 +175,8 @@ def _kernel_backward(spec, dy, x, weight, mean, var, invstd, groups, batch_stats
     """``_backward_impl`` on the kernels' stages directly (as ``_kernel_forward``)."""
     C = spec.channels(tuple(x.shape))
     fmt = memory_format(x)
-    inner = _channels_innermost(spec, x, fmt)
-    last = None if not batch_stats or mask is not None else _samples_channels_last(spec, x, fmt)
+    inner = channels_innermost(spec, x, fmt)
+    last = None if not batch_stats or mask is not None else samples_channels_last(spec, x, fmt)
     dx = torch.empty_like(x, memory_format=fmt if inner or last else torch.contiguous_format)
     dy, xs, dxs = dy.to(x.dtype), x, dx
     if inner is not None:
@@ -230,11 +184,11 @@ def _kernel_backward(spec, dy, x, weight, mean, var, invstd, groups, batch_stats
         dy, xs, dxs = dy.permute(order), x.permute(order), dx.permute(order)
     elif last is not None:
         dy, xs, dxs = dy.permute(last), x.permute(last), dx.permute(last)
-    xa = _np(xs)
+    xa = as_numpy(xs)
     G = spec.num_groups(C, groups)
-    stats = NormStats(*(_np(s.to(torch.float64)) for s in (mean, var, invstd)))
-    weights = None if mask is None or not batch_stats else spec.mask_weights(_np_mask(mask), xa.shape, G, xa.dtype)
-    dweight, dbias = kernels.backward_stages(spec, _np(dy), xa, _vector(weight, C, 1.0), G, stats, dxs.numpy(),
+    stats = NormStats(*(as_numpy(s.to(torch.float64)) for s in (mean, var, invstd)))
+    weights = None if mask is None or not batch_stats else spec.mask_weights(numpy_mask(mask), xa.shape, G, xa.dtype)
+    dweight, dbias = kernels.backward_stages(spec, as_numpy(dy), xa, float64_vector(weight, C, 1.0), G, stats, dxs.numpy(),
                                              batch_stats, weights, last is not None)
     if fmt != torch.contiguous_format and not (inner or last):
         dx = dx.contiguous(memory_format=fmt)
@@ -271,9 +225,10 @@ def _gradients(ctx, dy, first_order):
     graph of the backward is being recorded."""
     x, weight, mean, var, invstd, mask = ctx.saved_tensors
     spec = from_code(ctx.norm)
-    if torch.is_grad_enabled() and _double_backward.applies(ctx, dy, x, mean, mask):
+    if torch.is_grad_enabled() and uses_kernels(x) and _double_backward.applies(ctx, dy, x, mean, mask):
         # create_graph=True on the kernels: a Function whose backward is the fused double backward
-        dx, dweight, dbias = _double_backward.gradients(dy, x, weight, mean, var, invstd, ctx.norm, ctx.groups, ctx.eps)
+        dx, dweight, dbias = _double_backward.gradients(_backward_impl, dy, x, weight, mean, var, invstd, ctx.norm,
+                                                        ctx.groups, ctx.eps)
     elif torch.is_grad_enabled():  # create_graph=True: a backward autograd can differentiate again
         if ctx.batch_stats:
             mean, var = _formulas.moments(spec, x, ctx.groups, mask)
@@ -308,7 +263,7 @@ class _Eager(torch.autograd.Function):
     def backward(ctx, dy, *_stats_grads):
         # batched gradients (is_grads_batched, gradcheck's batched check) run this under vmap:
         # the operator, whose batching rule slices them
-        batched = torch._C._are_functorch_transforms_active() or _wrapped(dy)
+        batched = torch._C._are_functorch_transforms_active() or wrapped(dy)
         return _gradients(ctx, dy, torch.ops.normgrad.norm_backward if batched else _backward_impl)
 
 
@@ -331,12 +286,6 @@ def check_mask(mask, x: Tensor, norm: str) -> None:
                          + ": the statistics need at least one")
 
 
-def _wrapped(t: Tensor) -> bool:
-    """A tensor of a torch.func transform (vmap's batched, grad's tracking) rather than plain data."""
-    functorch = torch._C._functorch
-    return bool(functorch.is_batchedtensor(t) or functorch.is_legacy_batchedtensor(t) or functorch.is_gradtrackingtensor(t))
-
-
 def apply_norm(x: Tensor, weight: Tensor | None, bias: Tensor | None, running_mean: Tensor | None,
                running_var: Tensor | None, norm: str, groups: int, eps: float, mask: Tensor | None = None):
     """(y, mean, var, invstd): ``torch.ops.normgrad.norm_forward`` when a graph is being
@@ -353,7 +302,7 @@ def apply_norm(x: Tensor, weight: Tensor | None, bias: Tensor | None, running_me
     args = (x, weight, bias, running_mean, running_var, norm, groups, eps, mask)
     if torch.compiler.is_compiling() or torch.jit.is_tracing():
         return torch.ops.normgrad.norm_forward(*args)
-    if torch._C._are_functorch_transforms_active() or any(_wrapped(t) for t in (x, weight, bias) if t is not None):
+    if torch._C._are_functorch_transforms_active() or any(wrapped(t) for t in (x, weight, bias) if t is not None):
         # torch.func (vmap, grad, jacrev, jvp, functional_call): the norm in torch operations,
         # which every transform goes through
         running = None if running_mean is None else (running_mean, running_var)
