@@ -2,27 +2,7 @@
 ``layers``, ``fast_layers`` and ``layer_utils``, as the course's module has them."""
 
 from ...classifiers import ThreeLayerConvNet
-from ..layer_utils import (
-    affine_relu_forward, affine_relu_backward, conv_relu_forward, conv_relu_backward, conv_bn_relu_forward,
-    conv_bn_relu_backward, conv_relu_pool_forward, conv_relu_pool_backward, affine_forward, affine_backward,
-    relu_forward, relu_backward, softmax_loss, batchnorm_forward, batchnorm_backward, batchnorm_backward_alt,
-    layernorm_forward, layernorm_backward, dropout_forward, dropout_backward, conv_forward_naive,
-    conv_backward_naive, max_pool_forward_naive, max_pool_backward_naive, spatial_batchnorm_forward,
-    spatial_batchnorm_backward, spatial_groupnorm_forward, spatial_groupnorm_backward, conv_forward_fast,
-    conv_backward_fast, conv_forward_im2col, conv_backward_im2col, conv_forward_strides, conv_backward_strides,
-    max_pool_forward_fast, max_pool_backward_fast, max_pool_forward_reshape, max_pool_backward_reshape,
-    max_pool_forward_im2col, max_pool_backward_im2col,
-)
+from .. import layer_utils
+from ..layer_utils import *  # noqa: F401,F403  the course's module re-exports these too
 
-__all__ = [
-    "ThreeLayerConvNet", "affine_relu_forward", "affine_relu_backward", "conv_relu_forward", "conv_relu_backward",
-    "conv_bn_relu_forward", "conv_bn_relu_backward", "conv_relu_pool_forward", "conv_relu_pool_backward",
-    "affine_forward", "affine_backward", "relu_forward", "relu_backward", "softmax_loss", "batchnorm_forward",
-    "batchnorm_backward", "batchnorm_backward_alt", "layernorm_forward", "layernorm_backward", "dropout_forward",
-    "dropout_backward", "conv_forward_naive", "conv_backward_naive", "max_pool_forward_naive",
-    "max_pool_backward_naive", "spatial_batchnorm_forward", "spatial_batchnorm_backward",
-    "spatial_groupnorm_forward", "spatial_groupnorm_backward", "conv_forward_fast", "conv_backward_fast",
-    "conv_forward_im2col", "conv_backward_im2col", "conv_forward_strides", "conv_backward_strides",
-    "max_pool_forward_fast", "max_pool_backward_fast", "max_pool_forward_reshape", "max_pool_backward_reshape",
-    "max_pool_forward_im2col", "max_pool_backward_im2col",
-]
+__all__ = ["ThreeLayerConvNet", *layer_utils.__all__]
